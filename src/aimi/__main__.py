@@ -1,0 +1,3 @@
+from aimi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""API keys: held as SHA-256 digests, compared in constant time, never logged.
+
+When no key is configured, aimi generates one on first start and keeps it in the state
+directory, readable by its owner only, so ``aimi serve`` can print it and ``aimi chat`` can use
+it. The server itself only ever holds digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+KEY_FILE = "api-key"
+
+
+def digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+class KeyVerifier:
+    """Checks presented keys against the digests of the configured ones."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._digests = [digest(key) for key in keys]
+        if not self._digests:
+            raise ValueError("a KeyVerifier needs at least one key")
+
+    def verify(self, presented: str) -> bool:
+        candidate = digest(presented)
+        # Compare against every key, without stopping at a match, so timing tells nothing.
+        found = False
+        for known in self._digests:
+            found |= hmac.compare_digest(candidate, known)
+        return found
+
+
+def generate_key() -> str:
+    """A new 32-character key."""
+    return secrets.token_urlsafe(24)
+
+
+def load_or_create_key(home: Path) -> tuple[str, bool]:
+    """The state directory's key, created on first use; returns (key, created)."""
+    path = home / KEY_FILE
+    if path.is_file():
+        key = path.read_text().strip()
+        if key:
+            return key, False
+    home.mkdir(parents=True, exist_ok=True)
+    key = generate_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    return key, True
+
+
+def read_key(home: Path) -> str | None:
+    """The state directory's key, if there is one (for local clients such as ``aimi chat``)."""
+    path = home / KEY_FILE
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None

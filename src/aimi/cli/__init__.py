@@ -1,0 +1,22 @@
+"""The ``aimi`` command: ``aimi serve`` and ``aimi chat``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from aimi.cli import chat, serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aimi", description="Self-hosted inference server for open models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve.add_parser(commands)
+    chat.add_parser(commands)
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

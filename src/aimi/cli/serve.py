@@ -1,0 +1,93 @@
+"""``aimi serve``: fetch the model if needed, then serve it on both surfaces."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+
+from aimi.auth.keys import load_or_create_key
+from aimi.deployments.sources import ModelSourceError, resolve
+from aimi.server import create_app
+from aimi.settings import Settings
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("serve", help="serve a model over the Azure and OpenAI APIs")
+    parser.add_argument("--model", help="catalog name or path to a .gguf file (default: smollm2-135m-instruct)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8000; 0 picks a free one)")
+    parser.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
+                        help="a key clients may use; repeatable (or AIMI_API_KEY, comma-separated)")
+    parser.add_argument("--no-auth", action="store_true", default=None, help="serve without keys (local only!)")
+    parser.add_argument("--engine", help="engine name (llamacpp, fake)")
+    parser.add_argument("--engine-options", help="engine options as JSON")
+    parser.add_argument("--slots", type=int, help="requests run in parallel (default 2)")
+    parser.add_argument("--context-size", type=int, help="context of each slot in tokens (default 2048)")
+    parser.add_argument("--threads", type=int, help="CPU threads for the engine (default: all)")
+    parser.add_argument("--name", dest="deployment_name", help="name to serve the model under")
+    parser.set_defaults(run=run)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for field in ("model", "host", "port", "engine", "slots", "context_size", "threads", "deployment_name",
+                  "no_auth"):
+        value = getattr(args, field)
+        if value is not None:
+            overrides[field] = value
+    if args.api_keys:
+        overrides["api_key"] = args.api_keys
+    if args.engine_options:
+        overrides["engine_options"] = json.loads(args.engine_options)
+    return Settings(**overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+    except (ValidationError, json.JSONDecodeError) as exc:
+        print(f"aimi: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        model = resolve(settings.model, settings.cache_dir, status=lambda line: print(line, file=sys.stderr,
+                                                                                      flush=True))
+    except ModelSourceError as exc:
+        print(f"aimi: {exc}", file=sys.stderr)
+        return 1
+    keys: list[str] | None
+    if settings.no_auth:
+        keys = None
+        print("aimi: WARNING: --no-auth: anyone who can reach this port can use the model", file=sys.stderr)
+    elif settings.api_key:
+        keys = settings.api_key
+    else:
+        key, created = load_or_create_key(settings.home)
+        keys = [key]
+        origin = "generated and saved" if created else "from"
+        print(f"aimi: API key ({origin} {settings.home / 'api-key'}): {key}", file=sys.stderr)
+    app = create_app(settings, model, keys)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            access_log=False, timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+
+    original_startup = server.startup
+
+    async def startup(sockets: Any = None) -> None:
+        await original_startup(sockets)
+        for sock in (s for srv in server.servers for s in srv.sockets):
+            host, port = sock.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            print(f"aimi: serving {model.display_name} at http://{shown}:{port} "
+                  f"(Azure: http://{shown}:{port}/models, OpenAI: http://{shown}:{port}/v1)",
+                  file=sys.stderr, flush=True)
+
+    server.startup = startup  # type: ignore[method-assign]
+    server.run()
+    return 0

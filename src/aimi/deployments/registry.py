@@ -1,0 +1,86 @@
+"""The deployments one aimi serves, and how a request picks one."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aimi.deployments.profile import ModelProfile
+from aimi.engines.api import Engine, EngineState, ModelFacts
+from aimi.protocol.errors import ApiError, service_unavailable
+
+
+@dataclass
+class Limits:
+    """Per-deployment bounds on what one request may ask for."""
+
+    max_tokens: int
+    max_messages: int
+    max_queue: int
+    default_temperature: float
+
+
+@dataclass
+class Deployment:
+    """A model served under a name, by one engine."""
+
+    name: str
+    display_name: str
+    profile: ModelProfile
+    engine: Engine
+    limits: Limits
+    facts: ModelFacts | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+    in_flight: int = 0
+
+    def ready(self) -> Deployment:
+        """This deployment if it can take a request now, else a 503 with Retry-After."""
+        state = self.engine.health()
+        if state is EngineState.LOADING or self.facts is None:
+            raise service_unavailable(f"deployment '{self.name}' is still loading its model", retry_after=5)
+        if state is EngineState.DEAD:
+            raise service_unavailable(f"deployment '{self.name}' has no running engine", retry_after=30)
+        return self
+
+    @property
+    def max_tokens(self) -> int:
+        context = self.facts.context_length if self.facts else self.limits.max_tokens
+        return min(self.limits.max_tokens, context)
+
+    def admit(self) -> None:
+        """Count one request in; past the slots and the queue, a 429 with Retry-After."""
+        slots = self.facts.n_slots if self.facts else 1
+        if self.in_flight >= slots + self.limits.max_queue:
+            raise ApiError(
+                "TooManyRequests",
+                f"deployment '{self.name}' has {self.in_flight} requests running or queued; retry later",
+                retry_after=1,
+            )
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+
+class Deployments:
+    """Every deployment of this server, by name."""
+
+    def __init__(self, deployments: list[Deployment]) -> None:
+        self._by_name = {d.name: d for d in deployments}
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._by_name.values())
+
+    def resolve(self, model: str | None) -> Deployment:
+        """The deployment for a request. With one deployment, ``model`` is ignored (as Azure
+        endpoints serving one model do); with several it must name one."""
+        if len(self._by_name) == 1:
+            return next(iter(self._by_name.values()))
+        if model is None:
+            raise ApiError("invalid_request", "`model` is required: this endpoint serves several deployments",
+                           param="model")
+        deployment = self._by_name.get(model)
+        if deployment is None:
+            known = ", ".join(sorted(self._by_name))
+            raise ApiError("NotFound", f"no deployment named '{model}'; known: {known}", param="model")
+        return deployment

@@ -1,0 +1,172 @@
+"""The seam between aimi and the engines that run models.
+
+An engine receives a canonical :class:`GenerationRequest` and yields typed events. It never sees
+a wire request, an HTTP header or a surface; it knows nothing of auth, quotas or safety.
+
+Cancellation contract (who closes what):
+
+* The caller iterates ``generate()`` and, when it stops early (client gone, timeout, safety
+  block), calls ``aclose()`` on the iterator or cancels the task iterating it. The engine must
+  then stop generating and free the slot: the iterator's ``finally`` is where it does so.
+* ``abort(request_id)`` does the same from outside the iterating task.
+* An engine raises :class:`RequestFailed` when one request cannot be served (bad input the
+  engine alone can detect, a sampling failure): the engine keeps serving others. It raises
+  :class:`EngineDead` when it can serve nothing more; ``health()`` then reports it dead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    """One message of a conversation, after the surface's shapes were folded to text."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_call_id: str | None = None
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    """What to generate, independent of the surface it came from.
+
+    Exactly one of ``messages`` (chat, rendered with the model's template) and ``prompt``
+    (raw text completion) is set. ``extra`` holds pass-through parameters the engine declared
+    it understands (see :attr:`EngineCapabilities.extra_parameters`).
+    """
+
+    request_id: str
+    max_tokens: int | None
+    messages: list[ChatTurn] | None = None
+    prompt: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """New text of choice ``index``; always whole characters."""
+
+    text: str
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Choice ``index`` is complete."""
+
+    reason: FinishReason
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The engine's own token counts for the whole request; the last event of a generation."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+Event = TextDelta | Finish | Usage
+
+
+class EngineState(str, Enum):
+    LOADING = "loading"
+    READY = "ready"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCapabilities:
+    """What an engine can do, whatever the model; the deployment's profile narrows it further.
+
+    ``extra_parameters`` maps each pass-through key the engine understands to the type its
+    value must have.
+    """
+
+    chat: bool = True
+    completions: bool = True
+    extra_parameters: dict[str, type | tuple[type, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """Facts an engine learns from the loaded model."""
+
+    context_length: int
+    n_slots: int
+
+
+class RequestFailed(Exception):
+    """One request could not be served; the engine is fine. Recoverable.
+
+    ``client_error`` marks failures caused by the request itself (a prompt longer than the
+    context), which surface as 4xx; ``code`` is the stable error code to report.
+    """
+
+    def __init__(self, message: str, *, client_error: bool = False, code: str = "engine_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.client_error = client_error
+        self.code = code
+
+
+class EngineDead(Exception):
+    """The engine can serve nothing more until it is restarted. Unrecoverable."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A model runtime. Built by the registry from settings; started once by the app's lifespan."""
+
+    capabilities: EngineCapabilities
+
+    async def start(self) -> ModelFacts:
+        """Load the model; return what was learnt. Raise :class:`EngineDead` on failure."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        """Stream events: any number of :class:`TextDelta`, one :class:`Finish` per choice, then
+        one :class:`Usage`. Validation failures the engine alone can see are raised before the
+        first event."""
+        ...
+
+    async def abort(self, request_id: str) -> None:
+        """Stop the request's generation and free its slot; a no-op for unknown ids."""
+        ...
+
+    def health(self) -> EngineState:
+        """The engine's state, cheaply, without blocking."""
+        ...
+
+    async def close(self) -> None:
+        """Stop every generation and release the model."""
+        ...
+
+
+@dataclass(slots=True)
+class EngineConfig:
+    """How to build an engine: the model file, the parallel slots, the context, the threads.
+
+    ``context_size`` is per slot. ``options`` holds settings only one engine understands
+    (the fake engine's script, for instance).
+    """
+
+    model_path: str | None = None
+    slots: int = 2
+    context_size: int = 2048
+    threads: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,143 @@
+"""A scripted engine for tests and overhead benchmarks: no model, exact control.
+
+Options (``EngineConfig.options``), all optional:
+
+``text``               what every request answers (default: a short sentence with non-ASCII)
+``tokens_per_second``  pacing of the output; 0 (default) yields as fast as possible
+``fail_after``         raise :class:`RequestFailed` after this many tokens
+``die_after``          raise :class:`EngineDead` after this many tokens; the engine stays dead
+``hang``               never produce a token (until aborted)
+``load_seconds``       how long ``start()`` takes
+``fail_load``          ``start()`` raises :class:`EngineDead`
+
+A token is a word with its trailing spaces; the prompt's token count is the number of words in
+it. Counters (``started``, ``aborted``, ``completed``, ``active``) let tests see what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aimi.engines.api import (
+    EngineCapabilities,
+    EngineConfig,
+    EngineDead,
+    EngineState,
+    Event,
+    Finish,
+    GenerationRequest,
+    ModelFacts,
+    RequestFailed,
+    TextDelta,
+    Usage,
+)
+
+DEFAULT_TEXT = "Hello from the fake engine: naïve café, 東京, 🙂 and nothing more."
+_TOKEN = re.compile(r"\S+\s*|\s+")
+
+
+def tokenize(text: str) -> list[str]:
+    """The fake engine's tokens: words with their trailing whitespace."""
+    return _TOKEN.findall(text)
+
+
+class FakeEngine:
+    """Answers every request with ``options["text"]``, paced and failing as scripted."""
+
+    capabilities = EngineCapabilities(
+        chat=True,
+        completions=True,
+        extra_parameters={"top_k": int, "min_p": (int, float), "ignore_eos": bool},
+    )
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.options: dict[str, Any] = dict(config.options)
+        self._state = EngineState.LOADING
+        self._cancelled: dict[str, asyncio.Event] = {}
+        self.started = 0
+        self.aborted = 0
+        self.completed = 0
+        self.requests: list[GenerationRequest] = []
+
+    @property
+    def active(self) -> int:
+        return len(self._cancelled)
+
+    async def start(self) -> ModelFacts:
+        if self.options.get("load_seconds"):
+            await asyncio.sleep(float(self.options["load_seconds"]))
+        if self.options.get("fail_load"):
+            self._state = EngineState.DEAD
+            raise EngineDead("the fake engine was told to fail loading")
+        self._state = EngineState.READY
+        return ModelFacts(context_length=self.config.context_size, n_slots=self.config.slots)
+
+    def health(self) -> EngineState:
+        return self._state
+
+    async def abort(self, request_id: str) -> None:
+        event = self._cancelled.get(request_id)
+        if event is not None:
+            event.set()
+
+    def _prompt_tokens(self, request: GenerationRequest) -> int:
+        if request.messages is not None:
+            return sum(len(tokenize(turn.content or "")) + 3 for turn in request.messages)
+        return len(tokenize(request.prompt or ""))
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        if self._state is not EngineState.READY:
+            raise EngineDead("the fake engine is dead")
+        prompt_tokens = self._prompt_tokens(request)
+        if prompt_tokens > self.config.context_size:
+            raise RequestFailed(
+                f"the prompt is {prompt_tokens} tokens long; this deployment's context is "
+                f"{self.config.context_size} tokens",
+                client_error=True,
+                code="context_length_exceeded",
+            )
+        self.requests.append(request)
+        self.started += 1
+        cancelled = asyncio.Event()
+        self._cancelled[request.request_id] = cancelled
+        finished = False
+        try:
+            if self.options.get("hang"):
+                await cancelled.wait()
+                return
+            tokens = tokenize(str(self.options.get("text", DEFAULT_TEXT)))
+            limit = request.max_tokens if request.max_tokens is not None else len(tokens)
+            delay = 1 / float(self.options["tokens_per_second"]) if self.options.get("tokens_per_second") else 0
+            produced = 0
+            for token in tokens[:limit]:
+                if cancelled.is_set():
+                    return
+                if self.options.get("fail_after") is not None and produced >= int(self.options["fail_after"]):
+                    raise RequestFailed("the fake engine failed as scripted")
+                if self.options.get("die_after") is not None and produced >= int(self.options["die_after"]):
+                    self._state = EngineState.DEAD
+                    raise EngineDead("the fake engine died as scripted")
+                if delay:
+                    await asyncio.sleep(delay)
+                else:
+                    await asyncio.sleep(0)
+                produced += 1
+                yield TextDelta(token)
+            yield Finish("length" if limit < len(tokens) else "stop")
+            yield Usage(prompt_tokens, produced)
+            finished = True
+        finally:
+            self._cancelled.pop(request.request_id, None)
+            if finished:
+                self.completed += 1
+            else:
+                self.aborted += 1
+
+    async def close(self) -> None:
+        self._state = EngineState.DEAD
+        for event in self._cancelled.values():
+            event.set()

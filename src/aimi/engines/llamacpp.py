@@ -1,0 +1,221 @@
+"""GGUF models in process through ``xllamacpp`` (llama.cpp's server core).
+
+llama.cpp batches every running request over its parallel slots. Its request handlers block,
+so each generation runs in a worker thread; chunks come back through a callback that hands
+them to the event loop. Returning true from that callback is how llama.cpp is told to stop a
+request: when the iterator is closed (client gone), the next chunk cancels the task and frees
+its slot. Every request runs streamed inside, so non-streamed requests can be aborted too.
+
+xllamacpp also starts llama.cpp's own HTTP server; aimi binds it to loopback on a free port and
+locks it with a random key nobody is told, so it serves nobody but aimi.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aimi.engines.api import (
+    ChatTurn,
+    EngineCapabilities,
+    EngineConfig,
+    EngineDead,
+    EngineState,
+    Event,
+    Finish,
+    FinishReason,
+    GenerationRequest,
+    ModelFacts,
+    RequestFailed,
+    TextDelta,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+_END = object()
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+}
+# Pass-through parameters llama.cpp understands, with the name it knows them by.
+_EXTRAS: dict[str, tuple[str, type | tuple[type, ...]]] = {
+    "top_k": ("top_k", int),
+    "min_p": ("min_p", (int, float)),
+    "typical_p": ("typical_p", (int, float)),
+    "repetition_penalty": ("repeat_penalty", (int, float)),
+    "ignore_eos": ("ignore_eos", bool),
+}
+
+
+def _turn_to_json(turn: ChatTurn) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": turn.role, "content": turn.content}
+    if turn.tool_calls:
+        message["tool_calls"] = list(turn.tool_calls)
+    if turn.tool_call_id is not None:
+        message["tool_call_id"] = turn.tool_call_id
+    return message
+
+
+def _payload(request: GenerationRequest) -> dict[str, Any]:
+    payload: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
+    if request.messages is not None:
+        payload["messages"] = [_turn_to_json(turn) for turn in request.messages]
+    else:
+        payload["prompt"] = request.prompt
+    payload["max_tokens"] = request.max_tokens if request.max_tokens is not None else -1
+    for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
+        value = getattr(request, name)
+        if value is not None:
+            payload[name] = value
+    if request.stop:
+        payload["stop"] = request.stop
+    for key, value in request.extra.items():
+        payload[_EXTRAS[key][0]] = value
+    return payload
+
+
+def _error_message(chunk: dict[str, Any]) -> RequestFailed:
+    error = chunk.get("error")
+    if not isinstance(error, dict):
+        return RequestFailed(f"llama.cpp failed: {chunk!r}"[:500])
+    message = str(error.get("message", "llama.cpp failed"))
+    if error.get("type") == "exceed_context_size_error":
+        return RequestFailed(
+            f"the prompt is {error.get('n_prompt_tokens')} tokens long; this deployment's context is "
+            f"{error.get('n_ctx')} tokens",
+            client_error=True,
+            code="context_length_exceeded",
+        )
+    return RequestFailed(message, client_error=error.get("code") == 400)
+
+
+class LlamaCppEngine:
+    """llama.cpp through xllamacpp: continuous batching over ``config.slots`` parallel slots."""
+
+    capabilities = EngineCapabilities(
+        chat=True,
+        completions=True,
+        extra_parameters={key: kind for key, (_, kind) in _EXTRAS.items()},
+    )
+
+    def __init__(self, config: EngineConfig) -> None:
+        if not config.model_path:
+            raise ValueError("the llamacpp engine needs a model_path")
+        self._config = config
+        self._server: Any = None
+        self._state = EngineState.LOADING
+        # Worker threads wait inside llama.cpp (without the GIL) while their request queues
+        # or runs; more threads than slots lets llama.cpp's own queue hold the overflow.
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(16, config.slots * 8), thread_name_prefix="aimi-llamacpp"
+        )
+        self._active: dict[str, threading.Event] = {}
+
+    async def start(self) -> ModelFacts:
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.run_in_executor(self._executor, self._load)
+        except Exception as exc:
+            self._state = EngineState.DEAD
+            raise EngineDead(f"llama.cpp could not load {self._config.model_path}: {exc}") from exc
+        self._state = EngineState.READY
+        return ModelFacts(context_length=self._config.context_size, n_slots=self._config.slots)
+
+    def _load(self) -> Any:
+        import xllamacpp
+
+        params = xllamacpp.CommonParams()
+        params.model.path = self._config.model_path
+        params.n_parallel = self._config.slots
+        params.n_ctx = self._config.context_size * self._config.slots
+        threads = self._config.threads or max(1, os.cpu_count() or 1)
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.hostnames = ["127.0.0.1"]
+        params.port = 0
+        params.api_keys = [secrets.token_urlsafe(32)]
+        params.verbosity = int(self._config.options.get("verbosity", -1))
+        return xllamacpp.Server(params)
+
+    def health(self) -> EngineState:
+        return self._state
+
+    async def abort(self, request_id: str) -> None:
+        cancelled = self._active.get(request_id)
+        if cancelled is not None:
+            cancelled.set()
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        if self._state is not EngineState.READY:
+            raise EngineDead("the llama.cpp engine is not running")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def on_chunk(data: str) -> bool:
+            if cancelled.is_set():
+                return True
+            loop.call_soon_threadsafe(queue.put_nowait, data)
+            return False
+
+        handler: Callable[[str, Callable[[str], bool]], None]
+        if request.messages is not None:
+            handler = self._server.handle_chat_completions
+        else:
+            handler = self._server.handle_completions
+        body = json.dumps(_payload(request))
+        self._active[request.request_id] = cancelled
+        future = loop.run_in_executor(self._executor, handler, body, on_chunk)
+        future.add_done_callback(lambda _: queue.put_nowait(_END))
+        chat = request.messages is not None
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    if future.exception() is not None:
+                        raise RequestFailed(f"llama.cpp failed: {future.exception()}")
+                    return
+                chunk = json.loads(item)
+                if "error" in chunk:
+                    raise _error_message(chunk)
+                for event in _events(chunk, chat):
+                    yield event
+        finally:
+            cancelled.set()
+            self._active.pop(request.request_id, None)
+
+    async def close(self) -> None:
+        self._state = EngineState.DEAD
+        for cancelled in self._active.values():
+            cancelled.set()
+        # Dropping the last reference joins llama.cpp's loop thread: do it off the event loop.
+        holder = [self._server]
+        self._server = None
+        await asyncio.get_running_loop().run_in_executor(self._executor, holder.clear)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _events(chunk: dict[str, Any], chat: bool) -> list[Event]:
+    events: list[Event] = []
+    for choice in chunk.get("choices") or ():
+        index = int(choice.get("index", 0))
+        text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+        if text:
+            events.append(TextDelta(text, index))
+        reason = choice.get("finish_reason")
+        if reason:
+            events.append(Finish(_FINISH_REASONS.get(reason, "stop"), index))
+    usage = chunk.get("usage")
+    if usage:
+        events.append(Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"])))
+    return events

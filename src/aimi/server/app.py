@@ -1,0 +1,132 @@
+"""The app factory: ``create_app(settings)`` builds the whole world and hangs it on the app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from functools import partial
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from aimi.auth.keys import KeyVerifier
+from aimi.deployments.registry import Deployment, Deployments, Limits
+from aimi.deployments.sources import ResolvedModel
+from aimi.engines import build_engine
+from aimi.engines.api import EngineConfig, EngineDead, EngineState
+from aimi.protocol.errors import ApiError
+from aimi.server import openapi
+from aimi.server.openapi import AZURE_PREFIXES
+from aimi.server.middleware.access_log import AccessLogMiddleware
+from aimi.server.middleware.auth import AuthMiddleware
+from aimi.server.middleware.body_limit import BodyLimitMiddleware
+from aimi.server.middleware.request_id import RequestIdMiddleware
+from aimi.server.responses import api_error, client_gone, http_error, unexpected
+from aimi.settings import Settings
+from aimi.surfaces import handlers
+from aimi.surfaces.handlers import AZURE, OPENAI
+from aimi.surfaces.stream import ClientGone
+
+log = logging.getLogger(__name__)
+
+
+# in /models, the 2025 spec's host template in /api/models.
+
+
+
+async def health(request: Request) -> Response:
+    """200 when every deployment's engine is ready; 503 while loading or when one is dead."""
+    states = [d.engine.health() for d in request.app.state.deployments]
+    if all(s is EngineState.READY for s in states) and all(d.facts for d in request.app.state.deployments):
+        return JSONResponse({"status": "ok"})
+    status = "unhealthy" if EngineState.DEAD in states else "loading"
+    return JSONResponse({"status": status}, status_code=503, headers={"Retry-After": "5"})
+
+
+def routes() -> list[BaseRoute]:
+    table: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
+    for prefix in AZURE_PREFIXES:
+        table += [
+            Route(f"{prefix}/info", handlers.info, methods=["GET"]),
+            Route(f"{prefix}/chat/completions", partial(handlers.chat_completions, surface=AZURE), methods=["POST"]),
+            Route(f"{prefix}/completions", partial(handlers.completions, surface=AZURE), methods=["POST"]),
+        ]
+    table += [
+        Route("/v1/models", handlers.models, methods=["GET"]),
+        Route("/v1/chat/completions", partial(handlers.chat_completions, surface=OPENAI), methods=["POST"]),
+        Route("/v1/completions", partial(handlers.completions, surface=OPENAI), methods=["POST"]),
+        Route("/swagger.json", openapi.document, methods=["GET"]),
+        Route("/openapi.json", openapi.document, methods=["GET"]),
+    ]
+    return table
+
+
+def create_app(settings: Settings, model: ResolvedModel, keys: list[str] | None = None) -> Starlette:
+    """The ASGI app serving ``model`` with ``settings``; ``keys`` None means no auth."""
+    config = EngineConfig(
+        model_path=str(model.path),
+        slots=settings.slots,
+        context_size=settings.context_size,
+        threads=settings.threads,
+        options=settings.engine_options,
+    )
+    deployment = Deployment(
+        name=settings.deployment_name or model.name,
+        display_name=model.display_name,
+        profile=model.profile,
+        engine=build_engine(settings.engine, config),
+        limits=Limits(
+            max_tokens=settings.max_tokens_limit,
+            max_messages=settings.max_messages,
+            max_queue=settings.max_queue,
+            default_temperature=settings.default_temperature,
+        ),
+    )
+    deployments = Deployments([deployment])
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The server answers (/health: 503) while models load in the background.
+        async def load(d: Deployment) -> None:
+            try:
+                d.facts = await d.engine.start()
+                log.info("deployment %s ready (%d slots, context %d)", d.name, d.facts.n_slots,
+                         d.facts.context_length)
+            except EngineDead as exc:
+                log.error("deployment %s failed to load: %s", d.name, exc)
+
+        loading = [asyncio.create_task(load(d)) for d in deployments]
+        app.state.loading = loading
+        try:
+            yield
+        finally:
+            for task in loading:
+                task.cancel()
+            for d in deployments:
+                await d.engine.close()
+
+    app = Starlette(
+        routes=routes(),
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(AccessLogMiddleware),
+            Middleware(AuthMiddleware, verifier=KeyVerifier(keys) if keys is not None else None),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers={
+            ApiError: api_error,
+            HTTPException: http_error,
+            ClientGone: client_gone,
+            Exception: unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.deployments = deployments
+    return app

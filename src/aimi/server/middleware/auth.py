@@ -1,0 +1,44 @@
+"""Deny by default: every path needs a valid key, except an explicit public list.
+
+A key arrives as ``api-key: <key>`` or ``Authorization: Bearer <key>`` (the Azure SDKs send
+both). Unknown paths are refused like known ones, so the route table is not probeable.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aimi.auth.keys import KeyVerifier
+from aimi.protocol.errors import unauthorized
+from aimi.server.responses import error_response
+
+PUBLIC_PATHS = frozenset({"/health", "/swagger.json", "/openapi.json"})
+
+
+def credentials(scope: Scope) -> list[str]:
+    found: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"api-key":
+            found.append(value.decode("latin-1").strip())
+        elif name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                found.append(token.strip())
+    return [c for c in found if c]
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, verifier: KeyVerifier | None) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.verifier is None or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if any(self.verifier.verify(c) for c in credentials(scope)):
+            await self.app(scope, receive, send)
+            return
+        response = error_response(unauthorized())
+        response.headers["www-authenticate"] = 'Bearer, ApiKey header="api-key"'
+        await response(scope, receive, send)

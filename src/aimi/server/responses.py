@@ -1,0 +1,40 @@
+"""Errors into responses: the one place where exceptions become status codes and bodies."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from aimi.protocol.errors import ApiError
+from aimi.surfaces.stream import ClientGone
+
+log = logging.getLogger(__name__)
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers())
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(ApiError("MethodNotAllowed", f"{request.method} is not allowed on {request.url.path}"))
+    return error_response(ApiError("NotFound", f"there is no route {request.url.path}"))
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    # Nobody is listening; the status only shows in the access log.
+    return Response(status_code=499)
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path)
+    return error_response(ApiError("engine_error", "internal error; the request id is in x-request-id"))

