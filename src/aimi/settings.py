@@ -31,9 +31,7 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
-    model: str = Field(
-        DEFAULT_MODEL, description="Model to serve: a catalog name or a path to a .gguf file."
-    )
+    model: str = Field(DEFAULT_MODEL, description="Model to serve: a catalog name or a path to a .gguf file.")
     deployment_name: str | None = Field(
         None, description="Name the model is served under (defaults to the catalog name or file stem)."
     )
@@ -57,9 +55,7 @@ class Settings(BaseSettings):
     default_temperature: float = Field(
         0.7, ge=0, le=2, description="Temperature when a request sets none (the Azure spec's default)."
     )
-    max_queue: int = Field(
-        64, ge=1, description="Requests that may wait for a slot; past this, 429 with Retry-After."
-    )
+    max_queue: int = Field(64, ge=1, description="Requests that may wait for a slot; past this, 429 with Retry-After.")
     log_level: str = Field("info", description="Log level of aimi's own logs.")
 
     @field_validator("api_key", mode="before")

@@ -16,14 +16,18 @@ from aimi.settings import Settings
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("chat", help="chat with a running aimi from the terminal")
-    parser.add_argument("--url", default=os.environ.get("AIMI_URL", "http://127.0.0.1:8000"),
-                        help="aimi's address (default http://127.0.0.1:8000, or AIMI_URL)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("AIMI_URL", "http://127.0.0.1:8000"),
+        help="aimi's address (default http://127.0.0.1:8000, or AIMI_URL)",
+    )
     parser.add_argument("--api-key", help="key to use (default: AIMI_API_KEY, then the local generated key)")
     parser.add_argument("--system", help="a system message to start the conversation with")
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--temperature", type=float)
-    parser.add_argument("-m", "--message", action="append",
-                        help="send this message instead of reading the terminal (repeatable)")
+    parser.add_argument(
+        "-m", "--message", action="append", help="send this message instead of reading the terminal (repeatable)"
+    )
     parser.set_defaults(run=run)
 
 

@@ -22,8 +22,13 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--model", help="catalog name or path to a .gguf file (default: smollm2-135m-instruct)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000; 0 picks a free one)")
-    parser.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
-                        help="a key clients may use; repeatable (or AIMI_API_KEY, comma-separated)")
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="a key clients may use; repeatable (or AIMI_API_KEY, comma-separated)",
+    )
     parser.add_argument("--no-auth", action="store_true", default=None, help="serve without keys (local only!)")
     parser.add_argument("--engine", help="engine name (llamacpp, fake)")
     parser.add_argument("--engine-options", help="engine options as JSON")
@@ -36,8 +41,7 @@ def add_parser(commands: Any) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for field in ("model", "host", "port", "engine", "slots", "context_size", "threads", "deployment_name",
-                  "no_auth"):
+    for field in ("model", "host", "port", "engine", "slots", "context_size", "threads", "deployment_name", "no_auth"):
         value = getattr(args, field)
         if value is not None:
             overrides[field] = value
@@ -56,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        model = resolve(settings.model, settings.cache_dir, status=lambda line: print(line, file=sys.stderr,
-                                                                                      flush=True))
+        model = resolve(
+            settings.model, settings.cache_dir, status=lambda line: print(line, file=sys.stderr, flush=True)
+        )
     except ModelSourceError as exc:
         print(f"aimi: {exc}", file=sys.stderr)
         return 1
@@ -73,8 +78,14 @@ def run(args: argparse.Namespace) -> int:
         origin = "generated and saved" if created else "from"
         print(f"aimi: API key ({origin} {settings.home / 'api-key'}): {key}", file=sys.stderr)
     app = create_app(settings, model, keys)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            access_log=False, timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
     server = uvicorn.Server(config)
 
     original_startup = server.startup
@@ -84,9 +95,12 @@ def run(args: argparse.Namespace) -> int:
         for sock in (s for srv in server.servers for s in srv.sockets):
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
-            print(f"aimi: serving {model.display_name} at http://{shown}:{port} "
-                  f"(Azure: http://{shown}:{port}/models, OpenAI: http://{shown}:{port}/v1)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"aimi: serving {model.display_name} at http://{shown}:{port} "
+                f"(Azure: http://{shown}:{port}/models, OpenAI: http://{shown}:{port}/v1)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     server.startup = startup  # type: ignore[method-assign]
     server.run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from aimi.deployments.profile import ModelProfile
@@ -68,7 +69,7 @@ class Deployments:
     def __init__(self, deployments: list[Deployment]) -> None:
         self._by_name = {d.name: d for d in deployments}
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Deployment]:
         return iter(self._by_name.values())
 
     def resolve(self, model: str | None) -> Deployment:
@@ -77,8 +78,9 @@ class Deployments:
         if len(self._by_name) == 1:
             return next(iter(self._by_name.values()))
         if model is None:
-            raise ApiError("invalid_request", "`model` is required: this endpoint serves several deployments",
-                           param="model")
+            raise ApiError(
+                "invalid_request", "`model` is required: this endpoint serves several deployments", param="model"
+            )
         deployment = self._by_name.get(model)
         if deployment is None:
             known = ", ".join(sorted(self._by_name))

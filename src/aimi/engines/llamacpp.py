@@ -116,9 +116,7 @@ class LlamaCppEngine:
         self._state = EngineState.LOADING
         # Worker threads wait inside llama.cpp (without the GIL) while their request queues
         # or runs; more threads than slots lets llama.cpp's own queue hold the overflow.
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(16, config.slots * 8), thread_name_prefix="aimi-llamacpp"
-        )
+        self._executor = ThreadPoolExecutor(max_workers=max(16, config.slots * 8), thread_name_prefix="aimi-llamacpp")
         self._active: dict[str, threading.Event] = {}
 
     async def start(self) -> ModelFacts:

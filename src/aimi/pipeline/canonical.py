@@ -33,11 +33,21 @@ def _turns(messages: list[Any], deployment: Deployment, problems: list[Problem])
         if isinstance(message, wire.UserMessage) and isinstance(message.content, list):
             for j, part in enumerate(message.content):
                 if isinstance(part, wire.ImagePart) and not deployment.profile.vision:
-                    problems.append((("messages", i, "content", j, "type"), part.type,
-                                     f"deployment '{deployment.name}' does not accept images"))
+                    problems.append(
+                        (
+                            ("messages", i, "content", j, "type"),
+                            part.type,
+                            f"deployment '{deployment.name}' does not accept images",
+                        )
+                    )
                 elif isinstance(part, wire.AudioPart | wire.AudioUrlPart) and not deployment.profile.audio:
-                    problems.append((("messages", i, "content", j, "type"), part.type,
-                                     f"deployment '{deployment.name}' does not accept audio"))
+                    problems.append(
+                        (
+                            ("messages", i, "content", j, "type"),
+                            part.type,
+                            f"deployment '{deployment.name}' does not accept audio",
+                        )
+                    )
         if isinstance(message, wire.SystemMessage | wire.DeveloperMessage):
             turns.append(ChatTurn("system", _text(message.content)))
         elif isinstance(message, wire.UserMessage):
@@ -120,11 +130,17 @@ def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deploy
     problems: list[Problem] = []
     turns = _turns(body.messages, deployment, problems)
     if body.response_format is not None and body.response_format.type != "text":
-        problems.append((("response_format",), body.response_format.type,
-                         f"response_format '{body.response_format.type}' is not supported by this deployment"))
+        problems.append(
+            (
+                ("response_format",),
+                body.response_format.type,
+                f"response_format '{body.response_format.type}' is not supported by this deployment",
+            )
+        )
     if body.tools is not None:
-        problems.append((("tools",), [t.function.name for t in body.tools],
-                         "tools are not supported by this deployment"))
+        problems.append(
+            (("tools",), [t.function.name for t in body.tools], "tools are not supported by this deployment")
+        )
     if body.tool_choice is not None and body.tool_choice != "none":
         choice = body.tool_choice if isinstance(body.tool_choice, str) else body.tool_choice.model_dump()
         problems.append((("tool_choice",), choice, "tool_choice is not supported by this deployment"))
@@ -163,17 +179,17 @@ def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deploy
 def completion_request(body: AzureCompletionRequest, policy: Policy, deployment: Deployment) -> GenerationRequest:
     """The canonical request for a text completion body of either surface."""
     problems: list[Problem] = []
-    prompt = body.prompt
-    if isinstance(prompt, list):
-        if all(isinstance(p, str) for p in prompt) and len(prompt) == 1:
-            prompt = prompt[0]
-        else:
-            problems.append((("prompt",), prompt, "only a single text prompt is supported"))
+    prompt = body.prompt[0] if isinstance(body.prompt, list) and len(body.prompt) == 1 else body.prompt
+    if not isinstance(prompt, str):
+        problems.append((("prompt",), prompt, "only a single text prompt is supported"))
     if isinstance(body, OpenAICompletionRequest):
-        problems += _unsupported(body, {
-            "suffix": "suffix (fill-in-the-middle) is not supported by this deployment",
-            "logit_bias": "logit_bias is not supported by this deployment",
-        })
+        problems += _unsupported(
+            body,
+            {
+                "suffix": "suffix (fill-in-the-middle) is not supported by this deployment",
+                "logit_bias": "logit_bias is not supported by this deployment",
+            },
+        )
         if body.n is not None and body.n > 1:
             problems.append((("n",), body.n, "n > 1 is not supported by this deployment"))
         if body.best_of is not None and body.best_of > 1:
@@ -186,7 +202,7 @@ def completion_request(body: AzureCompletionRequest, policy: Policy, deployment:
         raise parameter_not_supported(problems)
     extras = extra_parameters.apply(dict(body.model_extra or {}), policy, deployment.engine.capabilities)
     temperature, top_p = _sampling(body.temperature, body.top_p, deployment)
-    assert isinstance(prompt, str)
+    assert isinstance(prompt, str)  # anything else was refused above
     return GenerationRequest(
         request_id=uuid.uuid4().hex,
         max_tokens=_max_tokens(body.max_tokens, "max_tokens", deployment),

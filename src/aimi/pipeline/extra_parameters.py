@@ -6,21 +6,25 @@ alias ``allow``) hands them to the engine; what the engine cannot use is a 422.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from aimi.engines.api import EngineCapabilities
 from aimi.protocol.errors import ApiError, extra_parameters_not_allowed, parameter_not_supported
 
 
-class Policy(str, Enum):
+class Policy(StrEnum):
     ERROR = "error"
     DROP = "drop"
     PASS_THROUGH = "pass-through"
 
 
-_ALIASES = {"error": Policy.ERROR, "drop": Policy.DROP, "pass-through": Policy.PASS_THROUGH,
-            "allow": Policy.PASS_THROUGH}
+_ALIASES = {
+    "error": Policy.ERROR,
+    "drop": Policy.DROP,
+    "pass-through": Policy.PASS_THROUGH,
+    "allow": Policy.PASS_THROUGH,
+}
 
 
 def policy_from_header(value: str | None, default: Policy) -> Policy:
@@ -29,10 +33,7 @@ def policy_from_header(value: str | None, default: Policy) -> Policy:
         return default
     policy = _ALIASES.get(value.strip().lower())
     if policy is None:
-        message = (
-            f"Unexpected EXTRA_PARAMETERS option {value}, expected options are "
-            "['error', 'drop', 'pass-through']"
-        )
+        message = f"Unexpected EXTRA_PARAMETERS option {value}, expected options are ['error', 'drop', 'pass-through']"
         raise ApiError("invalid_extra_parameters_header", message, param="extra-parameters", detail=message)
     return policy
 

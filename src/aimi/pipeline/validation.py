@@ -22,18 +22,30 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError("invalid_json", f"the request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ApiError(
-            "invalid_json", f"the request body must be a JSON object; got {type(value).__name__}"
-        )
+        raise ApiError("invalid_json", f"the request body must be a JSON object; got {type(value).__name__}")
     return value
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
     # Drop pydantic's union-branch labels ("str", "list[str]", "function-after[...]") so the
     # location reads like the JSON path the client wrote.
-    kept = [str(p) for p in parts if isinstance(p, int) or not any(c in p for c in "[]()") and p not in (
-        "str", "int", "float", "bool", "list", "dict", "list[str]", "list[int]",
-    )]
+    kept = [
+        str(p)
+        for p in parts
+        if isinstance(p, int)
+        or not any(c in p for c in "[]()")
+        and p
+        not in (
+            "str",
+            "int",
+            "float",
+            "bool",
+            "list",
+            "dict",
+            "list[str]",
+            "list[int]",
+        )
+    ]
     return ".".join(kept) or "body"
 
 

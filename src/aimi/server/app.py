@@ -22,11 +22,11 @@ from aimi.engines import build_engine
 from aimi.engines.api import EngineConfig, EngineDead, EngineState
 from aimi.protocol.errors import ApiError
 from aimi.server import openapi
-from aimi.server.openapi import AZURE_PREFIXES
 from aimi.server.middleware.access_log import AccessLogMiddleware
 from aimi.server.middleware.auth import AuthMiddleware
 from aimi.server.middleware.body_limit import BodyLimitMiddleware
 from aimi.server.middleware.request_id import RequestIdMiddleware
+from aimi.server.openapi import AZURE_PREFIXES
 from aimi.server.responses import api_error, client_gone, http_error, unexpected
 from aimi.settings import Settings
 from aimi.surfaces import handlers
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 
 # in /models, the 2025 spec's host template in /api/models.
-
 
 
 async def health(request: Request) -> Response:
@@ -96,8 +95,7 @@ def create_app(settings: Settings, model: ResolvedModel, keys: list[str] | None 
         async def load(d: Deployment) -> None:
             try:
                 d.facts = await d.engine.start()
-                log.info("deployment %s ready (%d slots, context %d)", d.name, d.facts.n_slots,
-                         d.facts.context_length)
+                log.info("deployment %s ready (%d slots, context %d)", d.name, d.facts.n_slots, d.facts.context_length)
             except EngineDead as exc:
                 log.error("deployment %s failed to load: %s", d.name, exc)
 

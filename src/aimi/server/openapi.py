@@ -23,9 +23,17 @@ from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRe
 # in /models, the 2025 spec's host template in /api/models.
 AZURE_PREFIXES = ("", "/models", "/api/models")
 _MODELS: list[type[BaseModel]] = [
-    AzureChatRequest, OpenAIChatRequest, AzureCompletionRequest, OpenAICompletionRequest,
-    out.ModelInfo, out.ModelList, out.ChatCompletion, out.ChatCompletionChunk, out.TextCompletion,
-    out.ErrorBody, out.Health,
+    AzureChatRequest,
+    OpenAIChatRequest,
+    AzureCompletionRequest,
+    OpenAICompletionRequest,
+    out.ModelInfo,
+    out.ModelList,
+    out.ChatCompletion,
+    out.ChatCompletionChunk,
+    out.TextCompletion,
+    out.ErrorBody,
+    out.Health,
 ]
 
 
@@ -36,7 +44,7 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {
         400: "Invalid request: malformed JSON, a field that breaks its rule, unknown keys under "
-             "`extra-parameters: error`, a prompt longer than the context",
+        "`extra-parameters: error`, a prompt longer than the context",
         401: "Missing or invalid key",
         413: "Body larger than the configured limit",
         422: "A parameter this deployment cannot honour (`parameter_not_supported`, with `detail[].loc`)",
@@ -54,44 +62,57 @@ _EXTRA_PARAMETERS = {
     "in": "header",
     "required": False,
     "description": "What to do with body keys the API does not define: error (default on the Azure surface), "
-                   "drop, or pass-through (default on /v1) to hand them to the engine.",
+    "drop, or pass-through (default on /v1) to hand them to the engine.",
     "schema": {"type": "string", "enum": ["error", "drop", "pass-through", "allow"]},
 }
 _API_VERSION = {
-    "name": "api-version", "in": "query", "required": False,
-    "description": "Accepted with any value, or none.", "schema": {"type": "string"},
+    "name": "api-version",
+    "in": "query",
+    "required": False,
+    "description": "Accepted with any value, or none.",
+    "schema": {"type": "string"},
 }
 
 
-def _generation(summary: str, request: type[BaseModel], answer: type[BaseModel], chunk: type[BaseModel],
-                azure: bool, tag: str) -> dict[str, Any]:
+def _generation(
+    summary: str, request: type[BaseModel], answer: type[BaseModel], chunk: type[BaseModel], azure: bool, tag: str
+) -> dict[str, Any]:
     parameters = [_EXTRA_PARAMETERS] + ([_API_VERSION] if azure else [])
-    return {"post": {
-        "summary": summary,
-        "tags": [tag],
-        "parameters": parameters,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
-        "responses": {
-            "200": {
-                "description": "The answer; with `stream: true`, server-sent events of chunks ending in "
-                               "`data: [DONE]`",
-                "content": {
-                    "application/json": {"schema": _ref(answer)},
-                    "text/event-stream": {"schema": _ref(chunk)},
+    return {
+        "post": {
+            "summary": summary,
+            "tags": [tag],
+            "parameters": parameters,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
+            "responses": {
+                "200": {
+                    "description": "The answer; with `stream: true`, server-sent events of chunks ending in "
+                    "`data: [DONE]`",
+                    "content": {
+                        "application/json": {"schema": _ref(answer)},
+                        "text/event-stream": {"schema": _ref(chunk)},
+                    },
                 },
+                **_errors(400, 401, 413, 422, 429, 503),
             },
-            **_errors(400, 401, 413, 422, 429, 503),
-        },
-    }}
+        }
+    }
 
 
-def _get(summary: str, answer: type[BaseModel], tag: str, public: bool = False,
-         parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _get(
+    summary: str,
+    answer: type[BaseModel],
+    tag: str,
+    public: bool = False,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "tags": [tag],
-        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": _ref(answer)}}},
-                      **({} if public else _errors(401))},
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": _ref(answer)}}},
+            **({} if public else _errors(401)),
+        },
     }
     if parameters:
         operation["parameters"] = parameters
@@ -105,31 +126,61 @@ def build() -> dict[str, Any]:
     """The whole document."""
     _, schemas = models_json_schema([(m, "validation") for m in _MODELS], ref_template="#/components/schemas/{model}")
     paths: dict[str, Any] = {
-        "/health": _get("Readiness: 200 when the model is loaded, 503 while loading or when the engine is down",
-                        out.Health, "service", public=True),
+        "/health": _get(
+            "Readiness: 200 when the model is loaded, 503 while loading or when the engine is down",
+            out.Health,
+            "service",
+            public=True,
+        ),
     }
     for prefix in AZURE_PREFIXES:
-        paths[f"{prefix}/info"] = _get("Azure AI Model Inference: the model behind the endpoint", out.ModelInfo,
-                                       "azure", parameters=[_API_VERSION])
+        paths[f"{prefix}/info"] = _get(
+            "Azure AI Model Inference: the model behind the endpoint", out.ModelInfo, "azure", parameters=[_API_VERSION]
+        )
         paths[f"{prefix}/chat/completions"] = _generation(
-            "Azure AI Model Inference: chat completions", AzureChatRequest, out.ChatCompletion,
-            out.ChatCompletionChunk, True, "azure")
+            "Azure AI Model Inference: chat completions",
+            AzureChatRequest,
+            out.ChatCompletion,
+            out.ChatCompletionChunk,
+            True,
+            "azure",
+        )
         paths[f"{prefix}/completions"] = _generation(
-            "Azure AI Model Inference: text completions (legacy)", AzureCompletionRequest, out.TextCompletion,
-            out.TextCompletion, True, "azure")
+            "Azure AI Model Inference: text completions (legacy)",
+            AzureCompletionRequest,
+            out.TextCompletion,
+            out.TextCompletion,
+            True,
+            "azure",
+        )
     paths["/v1/models"] = _get("OpenAI: the deployments served", out.ModelList, "openai")
     paths["/v1/chat/completions"] = _generation(
-        "OpenAI: chat completions", OpenAIChatRequest, out.ChatCompletion, out.ChatCompletionChunk, False, "openai")
+        "OpenAI: chat completions", OpenAIChatRequest, out.ChatCompletion, out.ChatCompletionChunk, False, "openai"
+    )
     paths["/v1/completions"] = _generation(
-        "OpenAI: text completions", OpenAICompletionRequest, out.TextCompletion, out.TextCompletion, False, "openai")
+        "OpenAI: text completions", OpenAICompletionRequest, out.TextCompletion, out.TextCompletion, False, "openai"
+    )
     for path in ("/swagger.json", "/openapi.json"):
-        paths[path] = {"get": {"summary": "This document", "tags": ["service"], "security": [],
-                               "responses": {"200": {"description": "OpenAPI 3.1 document",
-                                                     "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+        paths[path] = {
+            "get": {
+                "summary": "This document",
+                "tags": ["service"],
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1 document",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "aimi", "version": __version__,
-                 "description": "Azure AI Model Inference API and OpenAI v1 API over self-hosted models."},
+        "info": {
+            "title": "aimi",
+            "version": __version__,
+            "description": "Azure AI Model Inference API and OpenAI v1 API over self-hosted models.",
+        },
         "paths": paths,
         "components": {
             "schemas": schemas.get("$defs", {}),

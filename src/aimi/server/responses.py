@@ -9,7 +9,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from aimi.protocol.errors import ApiError
-from aimi.surfaces.stream import ClientGone
 
 log = logging.getLogger(__name__)
 

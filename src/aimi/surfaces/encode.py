@@ -58,8 +58,7 @@ class Encoder:
                 message = {"role": "assistant", "content": result.text(index), "tool_calls": None}
                 choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": None})
             else:
-                choices.append({"index": index, "text": result.text(index), "finish_reason": finish,
-                                "logprobs": None})
+                choices.append({"index": index, "text": result.text(index), "finish_reason": finish, "logprobs": None})
         body = self._envelope(choices, chunk=False)
         body["usage"] = usage_json(result.usage)
         return body

@@ -81,8 +81,9 @@ def _model_name(deployment: Deployment, surface: Surface) -> str:
     return deployment.display_name if surface.azure else deployment.name
 
 
-async def _respond(request: Request, deployment: Deployment, work: GenerationRequest, encoder: Encoder,
-                   stream: bool) -> Response:
+async def _respond(
+    request: Request, deployment: Deployment, work: GenerationRequest, encoder: Encoder, stream: bool
+) -> Response:
     generation = await until_disconnect(request.receive, Generation.open(deployment, work))
     if stream:
         return EventStreamResponse(generation, encoder)
@@ -94,8 +95,9 @@ async def chat_completions(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.chat_model)
     deployment = _deployment(request, body.model)
     work = canonical.chat_request(body, policy, deployment)
-    include_usage = bool(isinstance(body, OpenAIChatRequest) and body.stream_options
-                         and body.stream_options.include_usage)
+    include_usage = bool(
+        isinstance(body, OpenAIChatRequest) and body.stream_options and body.stream_options.include_usage
+    )
     encoder = Encoder("chat", _model_name(deployment, surface), surface.azure, include_usage)
     return await _respond(request, deployment, work, encoder, bool(body.stream))
 
@@ -104,8 +106,9 @@ async def completions(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.completion_model)
     deployment = _deployment(request, body.model)
     work = canonical.completion_request(body, policy, deployment)
-    include_usage = bool(isinstance(body, OpenAICompletionRequest) and body.stream_options
-                         and body.stream_options.include_usage)
+    include_usage = bool(
+        isinstance(body, OpenAICompletionRequest) and body.stream_options and body.stream_options.include_usage
+    )
     encoder = Encoder("text", _model_name(deployment, surface), surface.azure, include_usage)
     return await _respond(request, deployment, work, encoder, bool(body.stream))
 
@@ -113,11 +116,13 @@ async def completions(request: Request, surface: Surface) -> Response:
 async def info(request: Request) -> Response:
     """Azure ``GET /info``: the model behind the endpoint."""
     deployment = _deployments(request).resolve(request.query_params.get("model"))
-    return JSONResponse({
-        "model_name": deployment.display_name,
-        "model_type": deployment.profile.model_type,
-        "model_provider_name": deployment.profile.provider,
-    })
+    return JSONResponse(
+        {
+            "model_name": deployment.display_name,
+            "model_type": deployment.profile.model_type,
+            "model_provider_name": deployment.profile.provider,
+        }
+    )
 
 
 async def models(request: Request) -> Response:

@@ -32,5 +32,11 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_recording)
         finally:
             path = scope["path"].encode("unicode_escape").decode("ascii")
-            log.info("%s %s %d %.1fms id=%s", scope["method"], path, status,
-                     (time.perf_counter() - start) * 1000, scope.get("state", {}).get("request_id", "-"))
+            log.info(
+                "%s %s %d %.1fms id=%s",
+                scope["method"],
+                path,
+                status,
+                (time.perf_counter() - start) * 1000,
+                scope.get("state", {}).get("request_id", "-"),
+            )

@@ -1,0 +1,164 @@
+"""Shared fixtures: aimi servers on free ports, in-process (fake engine) or as real processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from aimi.deployments.profile import ModelProfile
+from aimi.deployments.sources import ResolvedModel, resolve
+from aimi.server import create_app
+from aimi.settings import DEFAULT_MODEL, Settings
+
+KEY = "test-key-0123456789abcdef0123456"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    """Poll ``check`` until it is true, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class InProcessServer:
+    """aimi's app under uvicorn in a thread of the test process, on a real socket."""
+
+    url: str
+    app: Any
+    server: uvicorn.Server
+    thread: threading.Thread
+    headers: dict[str, str] = field(default_factory=lambda: {"api-key": KEY})
+
+    @property
+    def engine(self) -> Any:
+        return next(iter(self.app.state.deployments)).engine
+
+    @property
+    def deployment(self) -> Any:
+        return next(iter(self.app.state.deployments))
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=30, **kwargs)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+FAKE_MODEL = ResolvedModel(Path("/nonexistent/fake.gguf"), "fake-model", "Fake-Model", ModelProfile(provider="aimi"))
+
+
+@contextlib.contextmanager
+def in_process(settings: dict[str, Any] | None = None, model: ResolvedModel = FAKE_MODEL,
+               keys: list[str] | None = None, wait_ready: bool = True) -> Iterator[InProcessServer]:
+    """An aimi app on the fake engine (unless ``settings`` say otherwise) in a background thread."""
+    values: dict[str, Any] = {"engine": "fake", "home": "/nonexistent", **(settings or {})}
+    app = create_app(Settings(**values), model, [KEY] if keys is None else keys)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: server.started, 30, "uvicorn to start")
+    running = InProcessServer(url, app, server, thread)
+    if wait_ready:
+        wait_until(lambda: _healthy(url), 30, "the fake deployment to be ready")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def fake_server() -> Iterator[InProcessServer]:
+    with in_process() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def default_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model's file, fetched once into the user's model cache."""
+    return resolve(DEFAULT_MODEL, Settings().cache_dir, status=lambda line: print(line, file=sys.stderr)).path
+
+
+@dataclass
+class LiveServer:
+    """A real ``aimi serve`` process."""
+
+    url: str
+    key: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextlib.contextmanager
+def aimi_process(home: Path, args: list[str], env: dict[str, str] | None = None,
+                 timeout: float = 300) -> Iterator[LiveServer]:
+    port = free_port()
+    log = home / "serve.log"
+    home.mkdir(parents=True, exist_ok=True)
+    environment = {k: v for k, v in os.environ.items() if k != "AIMI_API_KEY"}
+    environment.update({"AIMI_HOME": str(home), **(env or {})})
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aimi", "serve", "--port", str(port), *args],
+            stdout=out, stderr=subprocess.STDOUT, env=environment,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"aimi serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            return _healthy(url)
+
+        wait_until(ready, timeout, "aimi serve to become healthy")
+        key_file = home / "api-key"
+        key = key_file.read_text().strip() if key_file.exists() else ""
+        yield LiveServer(url, key, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory, default_model_path: Path) -> Iterator[LiveServer]:
+    """``aimi serve`` with the default model and a generated key, shared by the client tests."""
+    home = tmp_path_factory.mktemp("aimi-home")
+    with aimi_process(home, ["--slots", "2", "--context-size", "2048"]) as server:
+        yield server
