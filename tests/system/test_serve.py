@@ -1,0 +1,86 @@
+"""`aimi serve` and `aimi chat` as real processes (fake engine: no model needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import aimi_process
+
+FAKE = ["--engine", "fake", "--engine-options", '{"text": "Bonjour, le monde. 🙂"}']
+
+
+def _model(tmp_path: Path) -> list[str]:
+    path = tmp_path / "stand-in.gguf"
+    path.write_bytes(b"GGUF")
+    return ["--model", str(path), *FAKE]
+
+
+def test_first_start_generates_a_key_prints_it_and_reuses_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with aimi_process(home, _model(tmp_path)) as server:
+        key = (home / "api-key").read_text().strip()
+        assert len(key) == 32
+        assert httpx.get(f"{server.url}/info", headers={"api-key": key}).status_code == 200
+        assert httpx.get(f"{server.url}/info").status_code == 401
+    log = server.log.read_text()
+    assert f"aimi: API key (generated and saved {home / 'api-key'}): {key}" in log
+    assert f"aimi: serving stand-in at {server.url}" in log
+    with aimi_process(home, _model(tmp_path)) as again:
+        assert again.key == key
+    assert f"aimi: API key (from {home / 'api-key'}): {key}" in again.log.read_text()
+
+
+def test_configured_keys_replace_the_generated_one(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    args = [*_model(tmp_path), "--api-key", "first-key", "--api-key", "second-key"]
+    with aimi_process(home, args, env={"AIMI_API_KEY": "ignored-when-flags-given"}) as server:
+        for key in ("first-key", "second-key"):
+            assert httpx.get(f"{server.url}/info", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        assert httpx.get(f"{server.url}/info", headers={"api-key": "ignored-when-flags-given"}).status_code == 401
+    assert not (home / "api-key").exists()
+    assert "first-key" not in server.log.read_text()
+
+
+def test_keys_from_the_environment(tmp_path: Path) -> None:
+    with aimi_process(tmp_path / "home", _model(tmp_path), env={"AIMI_API_KEY": "env-one,env-two"}) as server:
+        assert httpx.get(f"{server.url}/v1/models", headers={"api-key": "env-two"}).status_code == 200
+        assert httpx.get(f"{server.url}/v1/models", headers={"api-key": "env-three"}).status_code == 401
+
+
+def test_no_auth_serves_without_keys_and_warns(tmp_path: Path) -> None:
+    with aimi_process(tmp_path / "home", [*_model(tmp_path), "--no-auth"]) as server:
+        assert httpx.get(f"{server.url}/info").json()["model_name"] == "stand-in"
+    assert "WARNING: --no-auth" in server.log.read_text()
+
+
+def test_unknown_model_exits_with_a_clear_message(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "aimi", "serve", "--model", "no-such-model"],
+                          capture_output=True, text=True, timeout=60, env={"AIMI_HOME": str(tmp_path),
+                                                                            "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1
+    assert "'no-such-model' is neither a catalog model (smollm2-135m-instruct) nor an existing file" in done.stderr
+
+
+def test_aimi_chat_streams_the_answer(tmp_path: Path) -> None:
+    with aimi_process(tmp_path / "home", _model(tmp_path)) as server:
+        done = subprocess.run(
+            [sys.executable, "-m", "aimi", "chat", "--url", server.url, "-m", "Hello", "-m", "Again"],
+            capture_output=True, text=True, timeout=60, env={"AIMI_HOME": str(tmp_path / "home"),
+                                                              "PATH": "/usr/bin:/bin"},
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Bonjour, le monde. 🙂\n" * 2
+
+
+def test_aimi_chat_reports_a_wrong_key(tmp_path: Path) -> None:
+    with aimi_process(tmp_path / "home", _model(tmp_path)) as server:
+        done = subprocess.run(
+            [sys.executable, "-m", "aimi", "chat", "--url", server.url, "--api-key", "wrong", "-m", "Hello"],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.startswith("aimi chat: 401: Auth token validation failed")
