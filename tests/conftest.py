@@ -79,8 +79,12 @@ FAKE_MODEL = ResolvedModel(Path("/nonexistent/fake.gguf"), "fake-model", "Fake-M
 
 
 @contextlib.contextmanager
-def in_process(settings: dict[str, Any] | None = None, model: ResolvedModel = FAKE_MODEL,
-               keys: list[str] | None = None, wait_ready: bool = True) -> Iterator[InProcessServer]:
+def in_process(
+    settings: dict[str, Any] | None = None,
+    model: ResolvedModel = FAKE_MODEL,
+    keys: list[str] | None = None,
+    wait_ready: bool = True,
+) -> Iterator[InProcessServer]:
     """An aimi app on the fake engine (unless ``settings`` say otherwise) in a background thread."""
     values: dict[str, Any] = {"engine": "fake", "home": "/nonexistent", **(settings or {})}
     app = create_app(Settings(**values), model, [KEY] if keys is None else keys)
@@ -124,8 +128,9 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def aimi_process(home: Path, args: list[str], env: dict[str, str] | None = None,
-                 timeout: float = 300) -> Iterator[LiveServer]:
+def aimi_process(
+    home: Path, args: list[str], env: dict[str, str] | None = None, timeout: float = 300
+) -> Iterator[LiveServer]:
     port = free_port()
     log = home / "serve.log"
     home.mkdir(parents=True, exist_ok=True)
@@ -134,10 +139,13 @@ def aimi_process(home: Path, args: list[str], env: dict[str, str] | None = None,
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "aimi", "serve", "--port", str(port), *args],
-            stdout=out, stderr=subprocess.STDOUT, env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=environment,
         )
     url = f"http://127.0.0.1:{port}"
     try:
+
         def ready() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"aimi serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")

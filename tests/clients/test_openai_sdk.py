@@ -23,12 +23,19 @@ def test_models_lists_the_default_deployment(client: OpenAI) -> None:
 
 
 def test_chat_streaming_with_include_usage_matches_the_whole_answer(client: OpenAI) -> None:
-    whole = client.chat.completions.create(model="smollm2-135m-instruct", messages=MESSAGES, max_tokens=16,
-                                           temperature=0)
-    chunks = list(client.chat.completions.create(
-        model="smollm2-135m-instruct", messages=MESSAGES, max_tokens=16, temperature=0, stream=True,
-        stream_options={"include_usage": True},
-    ))
+    whole = client.chat.completions.create(
+        model="smollm2-135m-instruct", messages=MESSAGES, max_tokens=16, temperature=0
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=MESSAGES,
+            max_tokens=16,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[-1].choices == []
     assert chunks[-1].usage == whole.usage
     assert all(c.usage is None for c in chunks[:-1])
@@ -42,18 +49,28 @@ def test_chat_streaming_with_include_usage_matches_the_whole_answer(client: Open
 
 
 def test_chat_stream_without_include_usage_has_no_usage(client: OpenAI) -> None:
-    chunks = list(client.chat.completions.create(
-        model="smollm2-135m-instruct", messages=MESSAGES, max_tokens=4, temperature=0, stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="smollm2-135m-instruct", messages=MESSAGES, max_tokens=4, temperature=0, stream=True
+        )
+    )
     assert all(c.usage is None and c.choices for c in chunks)
 
 
 def test_completions_stream_equals_the_whole_completion(client: OpenAI) -> None:
-    whole = client.completions.create(model="smollm2-135m-instruct", prompt="The sky is", max_tokens=8,
-                                      temperature=0)
+    whole = client.completions.create(model="smollm2-135m-instruct", prompt="The sky is", max_tokens=8, temperature=0)
     assert whole.object == "text_completion"
     assert whole.usage is not None and whole.usage.completion_tokens <= 8
-    chunks = list(client.completions.create(model="smollm2-135m-instruct", prompt="The sky is", max_tokens=8,
-                                            temperature=0, stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model="smollm2-135m-instruct",
+            prompt="The sky is",
+            max_tokens=8,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text
     assert chunks[-1].usage == whole.usage
 

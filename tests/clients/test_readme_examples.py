@@ -13,8 +13,12 @@ from tests.conftest import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
-EXAMPLES = ["examples/azure_quickstart.py", "examples/openai_quickstart.py", "examples/curl.sh",
-            "tests/clients/js/quickstart.mjs"]
+EXAMPLES = [
+    "examples/azure_quickstart.py",
+    "examples/openai_quickstart.py",
+    "examples/curl.sh",
+    "tests/clients/js/quickstart.mjs",
+]
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
@@ -23,8 +27,12 @@ def test_readme_shows_the_example_verbatim(example: str) -> None:
 
 
 def _run(command: list[str], live_server: LiveServer) -> str:
-    env = {**os.environ, "AIMI_API_KEY": live_server.key, "AIMI_ENDPOINT": f"{live_server.url}/models",
-           "AIMI_OPENAI_BASE_URL": f"{live_server.url}/v1"}
+    env = {
+        **os.environ,
+        "AIMI_API_KEY": live_server.key,
+        "AIMI_ENDPOINT": f"{live_server.url}/models",
+        "AIMI_OPENAI_BASE_URL": f"{live_server.url}/v1",
+    }
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout

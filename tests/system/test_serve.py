@@ -7,6 +7,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import openai
+import pytest
+from azure.ai.inference import ChatCompletionsClient
+from azure.ai.inference.models import UserMessage
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import HttpResponseError
 
 from tests.conftest import aimi_process
 
@@ -58,9 +64,13 @@ def test_no_auth_serves_without_keys_and_warns(tmp_path: Path) -> None:
 
 
 def test_unknown_model_exits_with_a_clear_message(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "aimi", "serve", "--model", "no-such-model"],
-                          capture_output=True, text=True, timeout=60, env={"AIMI_HOME": str(tmp_path),
-                                                                            "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-m", "aimi", "serve", "--model", "no-such-model"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"AIMI_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 1
     assert "'no-such-model' is neither a catalog model (smollm2-135m-instruct) nor an existing file" in done.stderr
 
@@ -69,8 +79,10 @@ def test_aimi_chat_streams_the_answer(tmp_path: Path) -> None:
     with aimi_process(tmp_path / "home", _model(tmp_path)) as server:
         done = subprocess.run(
             [sys.executable, "-m", "aimi", "chat", "--url", server.url, "-m", "Hello", "-m", "Again"],
-            capture_output=True, text=True, timeout=60, env={"AIMI_HOME": str(tmp_path / "home"),
-                                                              "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"AIMI_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Bonjour, le monde. 🙂\n" * 2
@@ -80,7 +92,35 @@ def test_aimi_chat_reports_a_wrong_key(tmp_path: Path) -> None:
     with aimi_process(tmp_path / "home", _model(tmp_path)) as server:
         done = subprocess.run(
             [sys.executable, "-m", "aimi", "chat", "--url", server.url, "--api-key", "wrong", "-m", "Hello"],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert done.returncode == 1
     assert done.stderr.startswith("aimi chat: 401: Auth token validation failed")
+
+
+def test_engine_failure_mid_stream_is_visible_to_both_sdks(tmp_path: Path) -> None:
+    args = [
+        *_model(tmp_path)[:2],
+        "--engine",
+        "fake",
+        "--engine-options",
+        '{"text": "one two three four five six", "fail_after": 3}',
+    ]
+    with aimi_process(tmp_path / "home", args) as server:
+        azure = ChatCompletionsClient(endpoint=server.url, credential=AzureKeyCredential(server.key), retry_total=0)
+        seen: list[str] = []
+        with pytest.raises(HttpResponseError, match="Response ended prematurely"):
+            for update in azure.complete(messages=[UserMessage("hi")], stream=True):
+                seen.append(update.choices[0].delta.content or "")
+        assert "".join(seen) == "one two three "
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=server.key, max_retries=0)
+        with pytest.raises(openai.APIError, match="the engine failed to generate a response"):
+            for _ in client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "hi"}], stream=True
+            ):
+                pass
+        # The server keeps serving: a request shorter than the failure point succeeds.
+        whole = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        assert whole.choices[0].message.content == "one two "

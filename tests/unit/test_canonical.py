@@ -3,10 +3,17 @@ from aimi.pipeline.canonical import fold_system
 
 
 def test_system_turns_fold_into_the_first_user_turn() -> None:
-    turns = [ChatTurn("system", "Be brief."), ChatTurn("user", "Hi"), ChatTurn("assistant", "Hello"),
-             ChatTurn("user", "Bye")]
-    assert fold_system(turns) == [ChatTurn("user", "Be brief.\n\nHi"), ChatTurn("assistant", "Hello"),
-                                  ChatTurn("user", "Bye")]
+    turns = [
+        ChatTurn("system", "Be brief."),
+        ChatTurn("user", "Hi"),
+        ChatTurn("assistant", "Hello"),
+        ChatTurn("user", "Bye"),
+    ]
+    assert fold_system(turns) == [
+        ChatTurn("user", "Be brief.\n\nHi"),
+        ChatTurn("assistant", "Hello"),
+        ChatTurn("user", "Bye"),
+    ]
 
 
 def test_several_system_turns_fold_in_order() -> None:

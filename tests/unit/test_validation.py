@@ -16,7 +16,7 @@ def test_unknown_role_names_the_role_field() -> None:
     assert error.status == 400
     assert error.param == "messages.0.role"
     assert error.message.startswith("`messages.0.role`: ")
-    assert error.message.endswith("got \"bot\"")
+    assert error.message.endswith('got "bot"')
 
 
 def test_string_number_is_not_an_integer() -> None:
@@ -29,11 +29,14 @@ def test_missing_field_says_it_is_required() -> None:
     assert _error({}).message == "`messages` is required"
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (b"", "the request body is empty; expected a JSON object"),
-    (b"[1]", "the request body must be a JSON object; got list"),
-    (b"\"x\"", "the request body must be a JSON object; got str"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "the request body is empty; expected a JSON object"),
+        (b"[1]", "the request body must be a JSON object; got list"),
+        (b'"x"', "the request body must be a JSON object; got str"),
+    ],
+)
 def test_body_must_be_a_json_object(raw: bytes, message: str) -> None:
     with pytest.raises(ApiError) as caught:
         parse_json_object(raw)
