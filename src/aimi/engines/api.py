@@ -152,6 +152,10 @@ class Engine(Protocol):
         """The engine's state, cheaply, without blocking."""
         ...
 
+    async def metrics(self) -> dict[str, float]:
+        """The engine's counters; at least ``tokens_generated``, which counts abandoned tokens too."""
+        ...
+
     async def close(self) -> None:
         """Stop every generation and release the model."""
         ...

@@ -61,6 +61,7 @@ class FakeEngine:
         self.started = 0
         self.aborted = 0
         self.completed = 0
+        self.tokens_generated = 0
         self.requests: list[GenerationRequest] = []
 
     @property
@@ -78,6 +79,9 @@ class FakeEngine:
 
     def health(self) -> EngineState:
         return self._state
+
+    async def metrics(self) -> dict[str, float]:
+        return {"tokens_generated": self.tokens_generated, "started": self.started, "aborted": self.aborted}
 
     async def abort(self, request_id: str) -> None:
         event = self._cancelled.get(request_id)
@@ -126,6 +130,7 @@ class FakeEngine:
                 else:
                     await asyncio.sleep(0)
                 produced += 1
+                self.tokens_generated += 1
                 yield TextDelta(token)
             yield Finish("length" if limit < len(tokens) else "stop")
             yield Usage(prompt_tokens, produced)

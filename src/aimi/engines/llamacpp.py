@@ -143,10 +143,25 @@ class LlamaCppEngine:
         params.port = 0
         params.api_keys = [secrets.token_urlsafe(32)]
         params.verbosity = int(self._config.options.get("verbosity", -1))
+        params.endpoint_metrics = True
         return xllamacpp.Server(params)
 
     def health(self) -> EngineState:
         return self._state
+
+    async def metrics(self) -> dict[str, float]:
+        if self._server is None:
+            return {"tokens_generated": 0}
+        # llama.cpp answers through its task queue: wait for it off the event loop.
+        raw = await asyncio.get_running_loop().run_in_executor(self._executor, self._server.handle_metrics)
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        values: dict[str, float] = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name and not name.startswith("#") and value:
+                values[name.removeprefix("llamacpp:")] = float(value)
+        values["tokens_generated"] = values.get("tokens_predicted_total", 0)
+        return values
 
     async def abort(self, request_id: str) -> None:
         cancelled = self._active.get(request_id)

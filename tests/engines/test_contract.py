@@ -1,0 +1,104 @@
+"""The engine contract, run over every engine available here: the fake one and llama.cpp."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from aimi.engines import build_engine
+from aimi.engines.api import (
+    ChatTurn,
+    Engine,
+    EngineConfig,
+    EngineState,
+    Event,
+    Finish,
+    GenerationRequest,
+    RequestFailed,
+    TextDelta,
+    Usage,
+)
+
+LONG_TEXT = " ".join(f"word{i}" for i in range(3000))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=["fake", "llamacpp"])
+async def engine(request: pytest.FixtureRequest) -> AsyncIterator[Engine]:
+    if request.param == "llamacpp":
+        path: Path = request.getfixturevalue("default_model_path")
+        config = EngineConfig(model_path=str(path), slots=1, context_size=512, threads=2)
+    else:
+        config = EngineConfig(slots=1, context_size=512, options={"text": LONG_TEXT, "tokens_per_second": 200})
+    built = build_engine(request.param, config)
+    assert built.health() is EngineState.LOADING
+    facts = await built.start()
+    assert (facts.n_slots, facts.context_length) == (1, 512)
+    assert built.health() is EngineState.READY
+    yield built
+    await built.close()
+    assert built.health() is EngineState.DEAD
+
+
+def _request(max_tokens: int, **extra: object) -> GenerationRequest:
+    return GenerationRequest(
+        request_id=uuid.uuid4().hex,
+        max_tokens=max_tokens,
+        messages=[ChatTurn("user", "Count from one to one hundred.")],
+        temperature=0,
+        extra=dict(extra),
+    )
+
+
+async def _collect(engine: Engine, request: GenerationRequest) -> list[Event]:
+    return [event async for event in engine.generate(request)]
+
+
+@pytest.mark.anyio
+async def test_events_are_text_then_one_finish_then_usage(engine: Engine) -> None:
+    events = await _collect(engine, _request(5, ignore_eos=True))
+    assert all(isinstance(e, TextDelta) for e in events[:-2])
+    assert events[-2] == Finish("length")
+    usage = events[-1]
+    assert isinstance(usage, Usage)
+    assert usage.completion_tokens == 5
+    assert usage.prompt_tokens > 0
+    assert "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+@pytest.mark.anyio
+async def test_prompt_longer_than_the_context_fails_before_any_event(engine: Engine) -> None:
+    request = _request(4)
+    request.messages = [ChatTurn("user", LONG_TEXT)]
+    with pytest.raises(RequestFailed) as caught:
+        await _collect(engine, request)
+    assert caught.value.client_error
+    assert caught.value.code == "context_length_exceeded"
+
+
+@pytest.mark.anyio
+async def test_closing_the_iterator_stops_the_generation(engine: Engine) -> None:
+    # One slot: the next request runs only once the abandoned one (400 tokens asked) let go of
+    # it, and the engine's own count shows the abandoned one stopped within a few tokens.
+    events = engine.generate(_request(400, ignore_eos=True))
+    assert isinstance(await anext(events), TextDelta)
+    await events.aclose()  # type: ignore[attr-defined]
+    after = await _collect(engine, _request(3, ignore_eos=True))
+    assert after[-1] == Usage(after[-1].prompt_tokens, 3)  # type: ignore[union-attr]
+    assert 4 <= (await engine.metrics())["tokens_generated"] < 20
+
+
+@pytest.mark.anyio
+async def test_text_completion_from_a_raw_prompt(engine: Engine) -> None:
+    request = GenerationRequest(
+        request_id="raw", max_tokens=3, prompt="One, two, three,", temperature=0, extra={"ignore_eos": True}
+    )
+    events = await _collect(engine, request)
+    assert events[-2:] == [Finish("length"), Usage(events[-1].prompt_tokens, 3)]  # type: ignore[union-attr]
