@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     default_temperature: float = Field(
         0.7, ge=0, le=2, description="Temperature when a request sets none (the Azure spec's default)."
     )
-    max_queue: int = Field(64, ge=1, description="Requests that may wait for a slot; past this, 429 with Retry-After.")
+    max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot; past this, 429 with Retry-After.")
     log_level: str = Field("info", description="Log level of aimi's own logs.")
 
     @field_validator("api_key", mode="before")

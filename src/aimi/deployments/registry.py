@@ -37,10 +37,10 @@ class Deployment:
     def ready(self) -> Deployment:
         """This deployment if it can take a request now, else a 503 with Retry-After."""
         state = self.engine.health()
-        if state is EngineState.LOADING or self.facts is None:
-            raise service_unavailable(f"deployment '{self.name}' is still loading its model", retry_after=5)
         if state is EngineState.DEAD:
             raise service_unavailable(f"deployment '{self.name}' has no running engine", retry_after=30)
+        if state is EngineState.LOADING or self.facts is None:
+            raise service_unavailable(f"deployment '{self.name}' is still loading its model", retry_after=5)
         return self
 
     @property

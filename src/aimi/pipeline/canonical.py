@@ -21,10 +21,21 @@ from aimi.protocol.errors import invalid_request, parameter_not_supported
 Problem = tuple[tuple[str | int, ...], Any, str]
 
 
-def _text(content: str | list[Any] | None) -> str | None:
-    if content is None or isinstance(content, str):
-        return content
-    return "\n".join(part.text for part in content if isinstance(part, wire.TextPart))
+def valid_unicode(text: str, field: str) -> str:
+    """``text`` if it can be encoded: JSON escapes can carry lone surrogates no engine accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise invalid_request(
+            f"`{field}` is not valid Unicode: it holds a lone surrogate at character {exc.start}", param=field
+        ) from None
+    return text
+
+
+def _text(content: str | list[Any] | None, field: str) -> str | None:
+    if content is not None and not isinstance(content, str):
+        content = "\n".join(part.text for part in content if isinstance(part, wire.TextPart))
+    return None if content is None else valid_unicode(content, field)
 
 
 def _turns(messages: list[Any], deployment: Deployment, problems: list[Problem]) -> list[ChatTurn]:
@@ -49,9 +60,9 @@ def _turns(messages: list[Any], deployment: Deployment, problems: list[Problem])
                         )
                     )
         if isinstance(message, wire.SystemMessage | wire.DeveloperMessage):
-            turns.append(ChatTurn("system", _text(message.content)))
+            turns.append(ChatTurn("system", _text(message.content, f"messages.{i}.content")))
         elif isinstance(message, wire.UserMessage):
-            turns.append(ChatTurn("user", _text(message.content)))
+            turns.append(ChatTurn("user", _text(message.content, f"messages.{i}.content")))
         elif isinstance(message, wire.AssistantMessage):
             calls = tuple(
                 {
@@ -66,9 +77,11 @@ def _turns(messages: list[Any], deployment: Deployment, problems: list[Problem])
                 }
                 for call in message.tool_calls or ()
             )
-            turns.append(ChatTurn("assistant", _text(message.content), calls))
+            turns.append(ChatTurn("assistant", _text(message.content, f"messages.{i}.content"), calls))
         else:
-            turns.append(ChatTurn("tool", _text(message.content), tool_call_id=message.tool_call_id))
+            turns.append(
+                ChatTurn("tool", _text(message.content, f"messages.{i}.content"), tool_call_id=message.tool_call_id)
+            )
     if not deployment.profile.system_role:
         turns = fold_system(turns)
     return turns
@@ -99,9 +112,8 @@ def _max_tokens(requested: int | None, field: str, deployment: Deployment) -> in
 
 
 def _stop(stop: str | list[str] | None) -> list[str]:
-    if stop is None:
-        return []
-    return [stop] if isinstance(stop, str) else list(stop)
+    stops = [] if stop is None else [stop] if isinstance(stop, str) else list(stop)
+    return [valid_unicode(s, "stop") for s in stops]
 
 
 def _sampling(temperature: float | None, top_p: float | None, deployment: Deployment) -> tuple[float, float | None]:
@@ -206,7 +218,7 @@ def completion_request(body: AzureCompletionRequest, policy: Policy, deployment:
     return GenerationRequest(
         request_id=uuid.uuid4().hex,
         max_tokens=_max_tokens(body.max_tokens, "max_tokens", deployment),
-        prompt=prompt,
+        prompt=valid_unicode(prompt, "prompt"),
         temperature=temperature,
         top_p=top_p,
         seed=body.seed,

@@ -18,13 +18,14 @@ from aimi.protocol.errors import ApiError, service_unavailable
 log = logging.getLogger(__name__)
 
 
-def engine_error(exc: RequestFailed | EngineDead) -> ApiError:
+def engine_error(exc: RequestFailed | EngineDead, request: GenerationRequest) -> ApiError:
     """The client-facing error for an engine failure."""
     if isinstance(exc, EngineDead):
         return service_unavailable("the engine stopped; retry shortly", retry_after=10)
+    if exc.client_error and exc.code == "context_length_exceeded":
+        return ApiError(exc.code, exc.message, param="messages" if request.messages is not None else "prompt")
     if exc.client_error:
-        code = exc.code if exc.code == "context_length_exceeded" else "invalid_request"
-        return ApiError(code, exc.message, param="messages" if code == "context_length_exceeded" else None)
+        return ApiError("invalid_request", exc.message)
     return ApiError("engine_error", "the engine failed to generate a response")
 
 
@@ -52,7 +53,7 @@ class Generation:
             pass
         except (RequestFailed, EngineDead) as exc:
             await generation.close()
-            raise engine_error(exc) from None
+            raise engine_error(exc, generation.request) from None
         except BaseException:
             await generation.close()
             raise
@@ -68,7 +69,7 @@ class Generation:
                 yield event
         except (RequestFailed, EngineDead) as exc:
             log.warning("generation %s failed after the response started: %s", self.request.request_id, exc)
-            raise engine_error(exc) from None
+            raise engine_error(exc, self.request) from None
 
     async def close(self) -> None:
         if self._closed:

@@ -6,6 +6,7 @@ import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from aimi.protocol.errors import ApiError, invalid_request
 
@@ -13,39 +14,56 @@ M = TypeVar("M", bound=BaseModel)
 _MAX_REPORTED = 5
 
 
+def _not_json(literal: str) -> Any:
+    # Python reads NaN and Infinity; JSON (RFC 8259) has no such numbers.
+    raise json.JSONDecodeError(f"{literal} is not a JSON number", literal, 0)
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, or a 400 saying what is wrong with it."""
     if not raw.strip():
         raise ApiError("invalid_json", "the request body is empty; expected a JSON object")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_not_json)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError("invalid_json", f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError("invalid_json", "the request body is nested too deeply") from None
     if not isinstance(value, dict):
         raise ApiError("invalid_json", f"the request body must be a JSON object; got {type(value).__name__}")
     return value
 
 
-def _loc(parts: tuple[int | str, ...]) -> str:
-    # Drop pydantic's union-branch labels ("str", "list[str]", "function-after[...]") so the
-    # location reads like the JSON path the client wrote.
-    kept = [
-        str(p)
-        for p in parts
-        if isinstance(p, int)
-        or not any(c in p for c in "[]()")
-        and p
-        not in (
-            "str",
-            "int",
-            "float",
-            "bool",
-            "list",
-            "dict",
-            "list[str]",
-            "list[int]",
-        )
-    ]
+_BRANCH_LABELS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
+def _is_branch_label(part: str) -> bool:
+    # pydantic names union branches "str", "list[str]", "function-after[...]", "constrained-str";
+    # field names never hold brackets or hyphens.
+    return part in _BRANCH_LABELS or any(c in part for c in "[]()-")
+
+
+def _path(parts: tuple[int | str, ...], body: Any) -> str:
+    """pydantic's error location as the JSON path the client wrote.
+
+    Walks the body alongside the location, dropping what is pydantic's and not the client's:
+    union branch labels, and the tags of discriminated unions (``messages.0.user.content``
+    becomes ``messages.0.content``).
+    """
+    kept: list[str] = []
+    node = body
+    for part in parts:
+        if isinstance(part, int):
+            kept.append(str(part))
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+        elif isinstance(node, dict) and part in node:
+            kept.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and part in (node.get("role"), node.get("type")):
+            continue
+        elif not _is_branch_label(part):
+            kept.append(part)
+            node = None
     return ".".join(kept) or "body"
 
 
@@ -54,11 +72,13 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def describe(exc: ValidationError) -> ApiError:
-    """A pydantic validation error as a 400 naming each field, the rule and the value."""
-    problems: list[str] = []
-    seen: set[str] = set()
-    first: str | None = None
+def describe(exc: ValidationError, body: Any) -> ApiError:
+    """A pydantic validation error as a 400 naming each field, the rule and the value.
+
+    Where a union produced several errors for one field, the one from the branch whose type
+    matched is kept ("at most 16 items" rather than "not a string" for a long ``stop`` list).
+    """
+    best: dict[str, tuple[ErrorDetails, Any]] = {}
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
         value = error.get("input")
@@ -67,11 +87,11 @@ def describe(exc: ValidationError) -> ApiError:
             field = str(error.get("ctx", {}).get("discriminator", "")).strip("'")
             loc += (field,)
             value = error.get("ctx", {}).get("tag")
-        where = _loc(loc)
-        if where in seen:
-            continue
-        seen.add(where)
-        first = first or where
+        where = _path(loc, body)
+        if where not in best or (best[where][0]["type"].endswith("_type") and not error["type"].endswith("_type")):
+            best[where] = (error, value)
+    problems: list[str] = []
+    for where, (error, value) in best.items():
         if error["type"] == "missing":
             problems.append(f"`{where}` is required")
         else:
@@ -79,7 +99,7 @@ def describe(exc: ValidationError) -> ApiError:
     shown = problems[:_MAX_REPORTED]
     if len(problems) > _MAX_REPORTED:
         shown.append(f"and {len(problems) - _MAX_REPORTED} more")
-    return invalid_request("; ".join(shown), param=first)
+    return invalid_request("; ".join(shown), param=next(iter(best), None))
 
 
 def parse(model: type[M], body: dict[str, Any]) -> M:
@@ -87,4 +107,4 @@ def parse(model: type[M], body: dict[str, Any]) -> M:
     try:
         return model.model_validate(body, strict=True)
     except ValidationError as exc:
-        raise describe(exc) from None
+        raise describe(exc, body) from None

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from aimi.auth.keys import KeyVerifier
@@ -27,7 +27,7 @@ from aimi.server.middleware.auth import AuthMiddleware
 from aimi.server.middleware.body_limit import BodyLimitMiddleware
 from aimi.server.middleware.request_id import RequestIdMiddleware
 from aimi.server.openapi import AZURE_PREFIXES
-from aimi.server.responses import api_error, client_gone, http_error, unexpected
+from aimi.server.responses import JSONResponse, api_error, client_gone, http_error, unexpected
 from aimi.settings import Settings
 from aimi.surfaces import handlers
 from aimi.surfaces.handlers import AZURE, OPENAI
@@ -125,6 +125,8 @@ def create_app(settings: Settings, model: ResolvedModel, keys: list[str] | None 
         },
         lifespan=lifespan,
     )
+    # A redirect would hand POST clients a 307 instead of an answer: unknown paths are 404s.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.deployments = deployments
     return app

@@ -12,12 +12,13 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from aimi import __version__
 from aimi.protocol import responses as out
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
+from aimi.server.responses import JSONResponse
 
 # Azure clients append routes to whatever endpoint they were given: the Foundry style ends
 # in /models, the 2025 spec's host template in /api/models.
@@ -49,6 +50,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         413: "Body larger than the configured limit",
         422: "A parameter this deployment cannot honour (`parameter_not_supported`, with `detail[].loc`)",
         429: "Too many requests queued; see Retry-After",
+        500: "The engine failed while generating a non-streamed answer (`engine_error`)",
         503: "Model loading or engine down; see Retry-After",
     }
     return {
@@ -93,7 +95,7 @@ def _generation(
                         "text/event-stream": {"schema": _ref(chunk)},
                     },
                 },
-                **_errors(400, 401, 413, 422, 429, 503),
+                **_errors(400, 401, 413, 422, 429, 500, 503),
             },
         }
     }

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
 
 from aimi.protocol.errors import ApiError
 
 log = logging.getLogger(__name__)
 
 
-def error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers())
+class JSONResponse(StarletteJSONResponse):
+    """JSON with non-ASCII escaped: the same bytes as the SSE frames, and a value quoted back to
+    the client (a lone surrogate included) can never make the body unencodable."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
+def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers={**error.headers(), **(headers or {})})
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
@@ -25,7 +36,8 @@ async def api_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        return error_response(ApiError("MethodNotAllowed", f"{request.method} is not allowed on {request.url.path}"))
+        error = ApiError("MethodNotAllowed", f"{request.method} is not allowed on {request.url.path}")
+        return error_response(error, headers=dict(exc.headers or {}))
     return error_response(ApiError("NotFound", f"there is no route {request.url.path}"))
 
 

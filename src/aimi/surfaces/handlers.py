@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Receive
 
 from aimi.deployments.registry import Deployment, Deployments
@@ -20,6 +20,7 @@ from aimi.pipeline.generation import Generation, gather
 from aimi.pipeline.validation import parse, parse_json_object
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
+from aimi.server.responses import JSONResponse
 from aimi.surfaces.encode import Encoder
 from aimi.surfaces.stream import ClientGone, EventStreamResponse
 
