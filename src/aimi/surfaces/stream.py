@@ -3,8 +3,9 @@
 The response listens for the client's disconnect while it streams, so a client that goes away
 during a quiet stretch (a long prompt being read) still stops the engine. An engine failure
 after the 200 sends one ``data: {"error": ...}`` frame (OpenAI clients raise on it) and then
-breaks the connection without ``[DONE]``, so the Azure SDK raises "Response ended prematurely"
-instead of taking a cut answer for a whole one.
+returns without ending the body: the server breaks the connection (no ``[DONE]``, no final
+chunk), so the Azure SDK raises "Response ended prematurely" instead of taking a cut answer
+for a whole one.
 """
 
 from __future__ import annotations
@@ -22,10 +23,6 @@ class ClientGone(Exception):
     """The client disconnected before its answer was ready."""
 
 
-class StreamAborted(Exception):
-    """Raised after the error frame so the server breaks the connection instead of ending it."""
-
-
 class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
@@ -37,16 +34,12 @@ class EventStreamResponse(Response):
         self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        failure: ApiError | None = None
-
         async def stream(cancel: anyio.CancelScope) -> None:
-            nonlocal failure
             try:
                 await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
                 async for frame in self.encoder.stream(self.generation.events()):
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
             except ApiError as exc:
-                failure = exc
                 await send({"type": "http.response.body", "body": exc.sse_frame(), "more_body": True})
             except OSError:
                 pass  # the client went away while we were writing
@@ -64,5 +57,3 @@ class EventStreamResponse(Response):
         async with anyio.create_task_group() as group:
             group.start_soon(stream, group.cancel_scope)
             group.start_soon(watch, group.cancel_scope)
-        if failure is not None:
-            raise StreamAborted(failure.message)
