@@ -27,10 +27,11 @@ from aimi.server.middleware.auth import AuthMiddleware
 from aimi.server.middleware.body_limit import BodyLimitMiddleware
 from aimi.server.middleware.request_id import RequestIdMiddleware
 from aimi.server.openapi import AZURE_PREFIXES
-from aimi.server.responses import JSONResponse, api_error, client_gone, http_error, unexpected
+from aimi.server.responses import api_error, client_gone, http_error, unexpected
 from aimi.settings import Settings
 from aimi.surfaces import handlers
 from aimi.surfaces.handlers import AZURE, OPENAI
+from aimi.surfaces.responses import JSONResponse
 from aimi.surfaces.stream import ClientGone
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from aimi import __version__
 from aimi.protocol import responses as out
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
-from aimi.server.responses import JSONResponse
+from aimi.surfaces.responses import JSONResponse
 
 # Azure clients append routes to whatever endpoint they were given: the Foundry style ends
 # in /models, the 2025 spec's host template in /api/models.

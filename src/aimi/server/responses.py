@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
 
 from aimi.protocol.errors import ApiError
+from aimi.surfaces.responses import error_response
 
 log = logging.getLogger(__name__)
-
-
-class JSONResponse(StarletteJSONResponse):
-    """JSON with non-ASCII escaped: the same bytes as the SSE frames, and a value quoted back to
-    the client (a lone surrogate included) can never make the body unencodable."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":")).encode("ascii")
-
-
-def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers={**error.headers(), **(headers or {})})
 
 
 async def api_error(request: Request, exc: Exception) -> Response:

@@ -20,8 +20,8 @@ from aimi.pipeline.generation import Generation, gather
 from aimi.pipeline.validation import parse, parse_json_object
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
-from aimi.server.responses import JSONResponse
 from aimi.surfaces.encode import Encoder
+from aimi.surfaces.responses import JSONResponse
 from aimi.surfaces.stream import ClientGone, EventStreamResponse
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aimi.auth.keys import KeyVerifier
 from aimi.protocol.errors import unauthorized
-from aimi.server.responses import error_response
+from aimi.surfaces.responses import error_response
 
 PUBLIC_PATHS = frozenset({"/health", "/swagger.json", "/openapi.json"})
 
