@@ -181,12 +181,18 @@ class LlamaCppEngine:
             loop.call_soon_threadsafe(queue.put_nowait, data)
             return False
 
-        handler: Callable[[str, Callable[[str], bool]], None]
+        handle: Callable[[str, Callable[[str], bool]], None]
         if request.messages is not None:
-            handler = self._server.handle_chat_completions
+            handle = self._server.handle_chat_completions
         else:
-            handler = self._server.handle_completions
+            handle = self._server.handle_completions
         body = json.dumps(_payload(request))
+
+        def handler(body: str, on_chunk: Callable[[str], bool]) -> None:
+            # A request abandoned while it waited for a worker thread never reaches llama.cpp.
+            if not cancelled.is_set():
+                handle(body, on_chunk)
+
         self._active[request.request_id] = cancelled
         future = loop.run_in_executor(self._executor, handler, body, on_chunk)
         future.add_done_callback(lambda _: queue.put_nowait(_END))
