@@ -56,6 +56,10 @@ class Settings(BaseSettings):
         0.7, ge=0, le=2, description="Temperature when a request sets none (the Azure spec's default)."
     )
     max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot; past this, 429 with Retry-After.")
+    max_n: int = Field(8, ge=1, description="Most choices (n) one request may ask for.")
+    max_best_of: int = Field(8, ge=1, description="Most candidates (best_of) one request may ask for.")
+    max_logit_bias: int = Field(300, ge=0, description="Most tokens one request's logit_bias may name.")
+    max_tools: int = Field(64, ge=1, description="Most tools one request may offer.")
     log_level: str = Field("info", description="Log level of aimi's own logs.")
 
     @field_validator("api_key", mode="before")

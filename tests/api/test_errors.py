@@ -406,26 +406,17 @@ def test_audio_in_user_content_is_422_with_its_loc(http: httpx.Client) -> None:
     )
 
 
-def test_n_2_on_v1_is_422(http: httpx.Client) -> None:
-    not_supported(
-        http.post("/v1/chat/completions", json={**CHAT, "n": 2}),
-        ["body", "n"],
-        2,
-        "n > 1 is not supported by this deployment",
-    )
-
-
 def test_n_1_on_v1_is_accepted(http: httpx.Client) -> None:
     assert http.post("/v1/chat/completions", json={**CHAT, "n": 1}).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/v1/chat/completions"])
-def test_response_format_json_object_is_422(http: httpx.Client, path: str) -> None:
+def test_response_format_json_object_is_422_without_constrained_decoding(http: httpx.Client, path: str) -> None:
     not_supported(
         http.post(path, json={**CHAT, "response_format": {"type": "json_object"}}),
         ["body", "response_format"],
         "json_object",
-        "response_format 'json_object' is not supported by this deployment",
+        "response_format 'json_object' needs constrained decoding, which this deployment's engine lacks",
     )
 
 
@@ -434,26 +425,29 @@ def test_response_format_text_is_accepted(http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/v1/chat/completions"])
-def test_tools_are_422(http: httpx.Client, path: str) -> None:
+def test_tools_are_422_without_constrained_decoding(http: httpx.Client, path: str) -> None:
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
     not_supported(
         http.post(path, json={**CHAT, "tools": tools}),
         ["body", "tools"],
         ["get_weather"],
-        "tools are not supported by this deployment",
+        "tools need constrained decoding, which this deployment's engine lacks",
     )
 
 
 def test_every_unsupported_parameter_is_listed_in_one_422(http: httpx.Client) -> None:
-    body = {**CHAT, "n": 3, "response_format": {"type": "json_object"}}
+    body = {**CHAT, "use_beam_search": True, "stop_token_ids": [2], "response_format": {"type": "json_object"}}
     error = assert_error(http.post("/v1/chat/completions", json=body), 422, "parameter_not_supported")
-    assert [entry["loc"] for entry in error["detail"]] == [["body", "response_format"], ["body", "n"]]
+    assert [entry["loc"] for entry in error["detail"]] == [
+        ["body", "use_beam_search"],
+        ["body", "stop_token_ids"],
+        ["body", "response_format"],
+    ]
 
 
 def test_a_streaming_request_for_something_unsupported_gets_a_json_422(http: httpx.Client) -> None:
-    assert_error(
-        http.post("/v1/chat/completions", json={**CHAT, "n": 2, "stream": True}), 422, "parameter_not_supported"
-    )
+    body = {**CHAT, "response_format": {"type": "json_object"}, "stream": True}
+    assert_error(http.post("/v1/chat/completions", json=body), 422, "parameter_not_supported")
 
 
 # --- Retry-After only on 429 and 503 ---------------------------------------------------------

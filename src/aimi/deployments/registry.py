@@ -19,6 +19,10 @@ class Limits:
     max_messages: int
     max_queue: int
     default_temperature: float
+    max_n: int = 8
+    max_best_of: int = 8
+    max_logit_bias: int = 300
+    max_tools: int = 64
 
 
 @dataclass

@@ -53,15 +53,40 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
+    logprobs: int | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    response_format: dict[str, Any] | None = None
+    stop_token_ids: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    """``logprobs``: None for none, else how many alternatives to report per token (0-20).
+    ``response_format``: OpenAI's ``{"type": "json_object"}`` or ``{"type": "json_schema",
+    "json_schema": {"schema": ...}}``, already checked against what grammars can express; the
+    engine constrains decoding to it. ``stop_token_ids``: stop after any of these tokens."""
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
-    """New text of choice ``index``; always whole characters."""
+    """New text of choice ``index``; always whole characters.
+
+    ``logprobs`` holds one entry per token of the text when the request asked for them, in
+    OpenAI's chat shape: ``{"token", "logprob", "bytes", "top_logprobs": [...]}``.
+    """
 
     text: str
     index: int = 0
+    logprobs: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """Part of tool call ``call_index`` of choice ``index``: the first part carries ``id`` and
+    ``name``, the later ones fragments of the JSON ``arguments``."""
+
+    index: int
+    call_index: int
+    id: str | None
+    name: str | None
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +105,7 @@ class Usage:
     completion_tokens: int
 
 
-Event = TextDelta | Finish | Usage
+Event = TextDelta | ToolCallDelta | Finish | Usage
 
 
 class EngineState(StrEnum):
@@ -99,6 +124,10 @@ class EngineCapabilities:
 
     chat: bool = True
     completions: bool = True
+    structured_output: bool = False
+    logprobs: bool = False
+    logit_bias: bool = False
+    stop_token_ids: bool = False
     extra_parameters: dict[str, type | tuple[type, ...]] = field(default_factory=dict)
 
 

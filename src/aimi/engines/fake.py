@@ -44,12 +44,27 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+def _logprobs(token: str, position: int, alternatives: int | None) -> tuple[dict[str, Any], ...]:
+    if alternatives is None:
+        return ()
+
+    def entry(text: str, logprob: float) -> dict[str, Any]:
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    chosen = entry(token, -0.1 * position)
+    tops = [chosen] + [entry(f"alt{k}", -0.1 * position - k) for k in range(1, alternatives)]
+    return ({**chosen, "top_logprobs": tops[:alternatives]},)
+
+
 class FakeEngine:
     """Answers every request with ``options["text"]``, paced and failing as scripted."""
 
+    # Logprobs are synthetic (token k has log-probability -0.1 * (k + 1)); the fake engine has
+    # no grammar, no vocabulary and no token ids, so the pipeline's 422s can be tested on it.
     capabilities = EngineCapabilities(
         chat=True,
         completions=True,
+        logprobs=True,
         extra_parameters={"top_k": int, "min_p": (int, float), "ignore_eos": bool},
     )
 
@@ -131,7 +146,7 @@ class FakeEngine:
                     await asyncio.sleep(0)
                 produced += 1
                 self.tokens_generated += 1
-                yield TextDelta(token)
+                yield TextDelta(token, 0, _logprobs(token, produced, request.logprobs))
             yield Finish("length" if limit < len(tokens) else "stop")
             yield Usage(prompt_tokens, produced)
             finished = True

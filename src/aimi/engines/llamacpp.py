@@ -79,6 +79,16 @@ def _payload(request: GenerationRequest) -> dict[str, Any]:
             payload[name] = value
     if request.stop:
         payload["stop"] = request.stop
+    if request.logprobs is not None or request.stop_token_ids:
+        # Token ids come with the logprobs: stop_token_ids is watched through them, and the
+        # per-token timings give the usage when aimi stops the generation itself.
+        payload["logprobs"] = True
+        payload["top_logprobs"] = request.logprobs or 0
+        payload["timings_per_token"] = bool(request.stop_token_ids)
+    if request.logit_bias:
+        payload["logit_bias"] = {str(token): bias for token, bias in request.logit_bias.items()}
+    if request.response_format is not None:
+        payload["response_format"] = request.response_format
     for key, value in request.extra.items():
         payload[_EXTRAS[key][0]] = value
     return payload
@@ -105,6 +115,10 @@ class LlamaCppEngine:
     capabilities = EngineCapabilities(
         chat=True,
         completions=True,
+        structured_output=True,
+        logprobs=True,
+        logit_bias=True,
+        stop_token_ids=True,
         extra_parameters={key: kind for key, (_, kind) in _EXTRAS.items()},
     )
 
@@ -207,8 +221,18 @@ class LlamaCppEngine:
                 chunk = json.loads(item)
                 if "error" in chunk:
                     raise _error_message(chunk)
-                for event in _events(chunk, chat):
+                for event in _events(chunk, chat, request.logprobs is not None):
                     yield event
+                if _hits_stop_token(chunk, request.stop_token_ids):
+                    # Stop after the chunk holding the stop token; its text is kept.
+                    cancelled.set()
+                    timings = chunk.get("timings") or {}
+                    yield Finish("stop")
+                    yield Usage(
+                        int(timings.get("cache_n", 0)) + int(timings.get("prompt_n", 0)),
+                        int(timings.get("predicted_n", 0)),
+                    )
+                    return
         finally:
             cancelled.set()
             self._active.pop(request.request_id, None)
@@ -224,13 +248,33 @@ class LlamaCppEngine:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _events(chunk: dict[str, Any], chat: bool) -> list[Event]:
+def _hits_stop_token(chunk: dict[str, Any], stop_token_ids: list[int]) -> bool:
+    if not stop_token_ids:
+        return False
+    for choice in chunk.get("choices") or ():
+        for entry in (choice.get("logprobs") or {}).get("content") or ():
+            if entry.get("id") in stop_token_ids:
+                return True
+    return False
+
+
+def _logprobs(choice: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    def clean(entry: dict[str, Any]) -> dict[str, Any]:
+        return {"token": entry.get("token", ""), "logprob": entry.get("logprob"), "bytes": entry.get("bytes")}
+
+    return tuple(
+        {**clean(entry), "top_logprobs": [clean(top) for top in entry.get("top_logprobs") or ()]}
+        for entry in (choice.get("logprobs") or {}).get("content") or ()
+    )
+
+
+def _events(chunk: dict[str, Any], chat: bool, logprobs: bool) -> list[Event]:
     events: list[Event] = []
     for choice in chunk.get("choices") or ():
         index = int(choice.get("index", 0))
         text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
         if text:
-            events.append(TextDelta(text, index))
+            events.append(TextDelta(text, index, _logprobs(choice) if logprobs else ()))
         reason = choice.get("finish_reason")
         if reason:
             events.append(Finish(_FINISH_REASONS.get(reason, "stop"), index))

@@ -13,7 +13,10 @@ from typing import Any
 from aimi.deployments.registry import Deployment
 from aimi.engines.api import ChatTurn, GenerationRequest
 from aimi.pipeline import extra_parameters
+from aimi.pipeline.controls import GATEWAY_PARAMETERS, Controls, Work, read_controls
 from aimi.pipeline.extra_parameters import Policy
+from aimi.pipeline.schema import MAX_SCHEMA_BYTES, check_schema
+from aimi.pipeline.tools import ToolPlan
 from aimi.protocol import chat as wire
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
 from aimi.protocol.errors import invalid_request, parameter_not_supported
@@ -123,58 +126,161 @@ def _sampling(temperature: float | None, top_p: float | None, deployment: Deploy
     return (deployment.limits.default_temperature if temperature is None else temperature), top_p
 
 
-def _unsupported(body: Any, fields: dict[str, str]) -> list[Problem]:
-    problems: list[Problem] = []
-    for name, why in fields.items():
-        value = getattr(body, name, None)
-        if value is not None:
-            problems.append(((name,), value.model_dump(by_alias=True) if hasattr(value, "model_dump") else value, why))
-    return problems
+SAFE_PROMPT = (
+    "Always assist with care, respect, and truth. Respond with utmost utility yet securely. Avoid harmful, "
+    "unethical, prejudiced, or negative content. Ensure replies promote fairness and positivity."
+)
 
 
-def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deployment) -> GenerationRequest:
-    """The canonical request for a chat body of either surface."""
+def with_safe_prompt(turns: list[ChatTurn]) -> list[ChatTurn]:
+    """Mistral's safety prompt first, merged into a leading system message (Mistral templates allow
+    only one, at the start)."""
+    if turns and turns[0].role == "system":
+        return [ChatTurn("system", f"{SAFE_PROMPT}\n\n{turns[0].content or ''}"), *turns[1:]]
+    return [ChatTurn("system", SAFE_PROMPT), *turns]
+
+
+def _common(controls: Controls, deployment: Deployment, problems: list[Problem], stream: bool) -> None:
+    """Checks shared by chat and text completions: limits (400) and capabilities (422)."""
+    limits, caps = deployment.limits, deployment.engine.capabilities
+    if controls.n > limits.max_n:
+        raise invalid_request(f"`n` must be at most {limits.max_n}; got {controls.n}", param="n")
+    if controls.best_of is not None:
+        if controls.best_of > limits.max_best_of:
+            raise invalid_request(
+                f"`best_of` must be at most {limits.max_best_of}; got {controls.best_of}", param="best_of"
+            )
+        if controls.best_of < controls.n:
+            raise invalid_request(
+                f"`best_of` must be at least `n` ({controls.n}); got {controls.best_of}", param="best_of"
+            )
+        if stream and controls.best_of > 1:
+            raise invalid_request("`best_of` cannot be used with `stream: true`", param="best_of")
+    if controls.logit_bias and len(controls.logit_bias) > limits.max_logit_bias:
+        raise invalid_request(
+            f"`logit_bias` may hold at most {limits.max_logit_bias} tokens; got {len(controls.logit_bias)}",
+            param="logit_bias",
+        )
+    if controls.use_beam_search:
+        problems.append((("use_beam_search",), True, "beam search is not supported by this deployment's engine"))
+    if controls.skip_special_tokens is False:
+        problems.append(
+            (("skip_special_tokens",), False, "this deployment's engine always leaves special tokens out of the text")
+        )
+    if controls.stop_token_ids and not caps.stop_token_ids:
+        problems.append(
+            (
+                ("stop_token_ids",),
+                controls.stop_token_ids,
+                "stop_token_ids is not supported by this deployment's engine",
+            )
+        )
+    if controls.logit_bias and not caps.logit_bias:
+        problems.append(
+            (("logit_bias",), controls.logit_bias, "logit_bias is not supported by this deployment's engine")
+        )
+    wants_logprobs = controls.top_logprobs_count() is not None or (controls.best_of or 1) > controls.n
+    if wants_logprobs and not caps.logprobs:
+        problems.append((("logprobs",), controls.logprobs, "logprobs are not supported by this deployment's engine"))
+
+
+def _tool_plan(body: wire.AzureChatRequest, deployment: Deployment, problems: list[Problem]) -> ToolPlan | None:
+    choice = body.tool_choice
+    if body.tools is None:
+        if choice is not None and choice not in ("none", "auto"):
+            raise invalid_request("`tool_choice` names a tool but `tools` is empty", param="tool_choice")
+        return None
+    if choice == "none":
+        return None
+    limits = deployment.limits
+    if len(body.tools) > limits.max_tools:
+        raise invalid_request(
+            f"`tools` may hold at most {limits.max_tools} tools; got {len(body.tools)}", param="tools"
+        )
+    tools = [t.function.model_dump(exclude_none=True) for t in body.tools]
+    size = len(json.dumps(tools))
+    if size > MAX_SCHEMA_BYTES:
+        raise invalid_request(f"`tools` is {size} bytes of JSON; the limit is {MAX_SCHEMA_BYTES}", param="tools")
+    for i, tool in enumerate(tools):
+        if "parameters" in tool:
+            check_schema(tool["parameters"], param=f"tools.{i}.function.parameters")
+    names = [t["name"] for t in tools]
+    if len(set(names)) != len(names):
+        raise invalid_request("`tools` names a function twice", param="tools")
+    if isinstance(choice, wire.NamedToolChoice):
+        name = choice.function.get("name", "")
+        if name not in names:
+            raise invalid_request(f"`tool_choice` names '{name}', which is not in `tools`", param="tool_choice")
+        mode = name
+    else:
+        mode = choice or "auto"
+    if body.response_format is not None and body.response_format.type != "text":
+        raise invalid_request("`response_format` cannot be combined with `tools`", param="response_format")
+    if not deployment.engine.capabilities.structured_output:
+        problems.append((("tools",), names, "tools need constrained decoding, which this deployment's engine lacks"))
+    return ToolPlan(tools, mode)
+
+
+def _response_format(
+    body: wire.AzureChatRequest, deployment: Deployment, problems: list[Problem]
+) -> dict[str, Any] | None:
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if not deployment.engine.capabilities.structured_output:
+        problems.append(
+            (
+                ("response_format",),
+                fmt.type,
+                f"response_format '{fmt.type}' needs constrained decoding, which this deployment's engine lacks",
+            )
+        )
+        return None
+    if fmt.type == "json_object":
+        return {"type": "json_object"}
+    if fmt.json_schema is None:
+        raise invalid_request(
+            "`response_format.json_schema` is required when `response_format.type` is 'json_schema'",
+            param="response_format.json_schema",
+        )
+    check_schema(fmt.json_schema.schema_, param="response_format.json_schema.schema")
+    return {"type": "json_schema", "json_schema": {"name": fmt.json_schema.name, "schema": fmt.json_schema.schema_}}
+
+
+def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deployment) -> Work:
+    """The work for a chat body of either surface."""
     if len(body.messages) > deployment.limits.max_messages:
         raise invalid_request(
             f"`messages` may hold at most {deployment.limits.max_messages} messages; got {len(body.messages)}",
             param="messages",
         )
+    gateway, extras = extra_parameters.apply(
+        dict(body.model_extra or {}), policy, deployment.engine.capabilities, GATEWAY_PARAMETERS
+    )
+    known = body.model_dump(include={"n", "logprobs", "top_logprobs", "logit_bias"}, exclude_none=True)
+    controls = read_controls({**known, **gateway})
     problems: list[Problem] = []
     turns = _turns(body.messages, deployment, problems)
-    if body.response_format is not None and body.response_format.type != "text":
-        problems.append(
-            (
-                ("response_format",),
-                body.response_format.type,
-                f"response_format '{body.response_format.type}' is not supported by this deployment",
-            )
-        )
-    if body.tools is not None:
-        problems.append(
-            (("tools",), [t.function.name for t in body.tools], "tools are not supported by this deployment")
-        )
-    if body.tool_choice is not None and body.tool_choice != "none":
-        choice = body.tool_choice if isinstance(body.tool_choice, str) else body.tool_choice.model_dump()
-        problems.append((("tool_choice",), choice, "tool_choice is not supported by this deployment"))
+    stream = bool(body.stream)
+    _common(controls, deployment, problems, stream)
+    response_format = _response_format(body, deployment, problems)
+    tools = _tool_plan(body, deployment, problems)
+    if tools is not None and controls.top_logprobs_count() is not None:
+        raise invalid_request("`logprobs` cannot be combined with `tools`", param="logprobs")
     if body.modalities is not None and "audio" in body.modalities:
         problems.append((("modalities",), body.modalities, "this deployment only produces text"))
-    max_tokens_field, requested = "max_tokens", body.max_tokens
-    if isinstance(body, wire.OpenAIChatRequest):
-        if body.n is not None and body.n > 1:
-            problems.append((("n",), body.n, "n > 1 is not supported by this deployment"))
-        if body.logprobs:
-            problems.append((("logprobs",), body.logprobs, "logprobs are not supported by this deployment"))
-        if body.top_logprobs:
-            problems.append((("top_logprobs",), body.top_logprobs, "logprobs are not supported by this deployment"))
-        if body.logit_bias:
-            problems.append((("logit_bias",), body.logit_bias, "logit_bias is not supported by this deployment"))
-        if body.max_completion_tokens is not None:
-            max_tokens_field, requested = "max_completion_tokens", body.max_completion_tokens
     if problems:
         raise parameter_not_supported(problems)
-    extras = extra_parameters.apply(dict(body.model_extra or {}), policy, deployment.engine.capabilities)
+    if controls.safe_prompt:
+        turns = with_safe_prompt(turns)
+    if tools is not None:
+        turns = tools.prompt(turns)
+        response_format = {"type": "json_schema", "json_schema": {"name": "tool_call", "schema": tools.schema()}}
+    max_tokens_field, requested = "max_tokens", body.max_tokens
+    if isinstance(body, wire.OpenAIChatRequest) and body.max_completion_tokens is not None:
+        max_tokens_field, requested = "max_completion_tokens", body.max_completion_tokens
     temperature, top_p = _sampling(body.temperature, body.top_p, deployment)
-    return GenerationRequest(
+    request = GenerationRequest(
         request_id=uuid.uuid4().hex,
         max_tokens=_max_tokens(requested, max_tokens_field, deployment),
         messages=turns,
@@ -184,38 +290,48 @@ def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deploy
         stop=_stop(body.stop),
         frequency_penalty=body.frequency_penalty,
         presence_penalty=body.presence_penalty,
+        logprobs=controls.top_logprobs_count(),
+        logit_bias=controls.token_bias(),
+        response_format=response_format,
+        stop_token_ids=list(controls.stop_token_ids or ()),
         extra=extras,
     )
+    return Work(request, n=controls.n, best_of=controls.best_of, tools=tools, stream=stream)
 
 
-def completion_request(body: AzureCompletionRequest, policy: Policy, deployment: Deployment) -> GenerationRequest:
-    """The canonical request for a text completion body of either surface."""
+def completion_request(body: AzureCompletionRequest, policy: Policy, deployment: Deployment) -> Work:
+    """The work for a text completion body of either surface."""
+    gateway, extras = extra_parameters.apply(
+        dict(body.model_extra or {}), policy, deployment.engine.capabilities, GATEWAY_PARAMETERS - {"logprobs"}
+    )
+    known = body.model_dump(include={"n", "best_of", "logit_bias"}, exclude_none=True)
+    controls = read_controls({**known, **gateway})
     problems: list[Problem] = []
     prompt = body.prompt[0] if isinstance(body.prompt, list) and len(body.prompt) == 1 else body.prompt
     if not isinstance(prompt, str):
         problems.append((("prompt",), prompt, "only a single text prompt is supported"))
+    stream = bool(body.stream)
+    _common(controls, deployment, problems, stream)
     if isinstance(body, OpenAICompletionRequest):
-        problems += _unsupported(
-            body,
-            {
-                "suffix": "suffix (fill-in-the-middle) is not supported by this deployment",
-                "logit_bias": "logit_bias is not supported by this deployment",
-            },
-        )
-        if body.n is not None and body.n > 1:
-            problems.append((("n",), body.n, "n > 1 is not supported by this deployment"))
-        if body.best_of is not None and body.best_of > 1:
-            problems.append((("best_of",), body.best_of, "best_of > 1 is not supported by this deployment"))
-        if body.logprobs:
-            problems.append((("logprobs",), body.logprobs, "logprobs are not supported by this deployment"))
+        if body.suffix is not None:
+            problems.append(
+                (("suffix",), body.suffix, "suffix (fill-in-the-middle) is not supported by this deployment")
+            )
+        if body.logprobs is not None:
+            problems.append(
+                (
+                    ("logprobs",),
+                    body.logprobs,
+                    "logprobs on text completions are not supported; chat completions have them",
+                )
+            )
         if body.echo:
             problems.append((("echo",), body.echo, "echo is not supported by this deployment"))
     if problems:
         raise parameter_not_supported(problems)
-    extras = extra_parameters.apply(dict(body.model_extra or {}), policy, deployment.engine.capabilities)
-    temperature, top_p = _sampling(body.temperature, body.top_p, deployment)
     assert isinstance(prompt, str)  # anything else was refused above
-    return GenerationRequest(
+    temperature, top_p = _sampling(body.temperature, body.top_p, deployment)
+    request = GenerationRequest(
         request_id=uuid.uuid4().hex,
         max_tokens=_max_tokens(body.max_tokens, "max_tokens", deployment),
         prompt=valid_unicode(prompt, "prompt"),
@@ -225,5 +341,8 @@ def completion_request(body: AzureCompletionRequest, policy: Policy, deployment:
         stop=_stop(body.stop),
         frequency_penalty=body.frequency_penalty,
         presence_penalty=body.presence_penalty,
+        logit_bias=controls.token_bias(),
+        stop_token_ids=list(controls.stop_token_ids or ()),
         extra=extras,
     )
+    return Work(request, n=controls.n, best_of=controls.best_of, stream=stream)

@@ -51,12 +51,17 @@ def _fits(value: Any, kind: type | tuple[type, ...]) -> bool:
     return isinstance(value, kinds)
 
 
-def apply(extras: dict[str, Any], policy: Policy, capabilities: EngineCapabilities) -> dict[str, Any]:
-    """The extras to hand to the engine under ``policy``."""
+def apply(
+    extras: dict[str, Any], policy: Policy, capabilities: EngineCapabilities, gateway: frozenset[str] = frozenset()
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The extras under ``policy``, split into those the gateway handles (named in ``gateway``)
+    and those handed to the engine."""
     if not extras or policy is Policy.DROP:
-        return {}
+        return {}, {}
     if policy is Policy.ERROR:
         raise extra_parameters_not_allowed(list(extras))
+    handled = {key: value for key, value in extras.items() if key in gateway}
+    extras = {key: value for key, value in extras.items() if key not in gateway}
     problems: list[tuple[tuple[str | int, ...], Any, str]] = []
     for key, value in extras.items():
         kind = capabilities.extra_parameters.get(key)
@@ -66,4 +71,4 @@ def apply(extras: dict[str, Any], policy: Policy, capabilities: EngineCapabiliti
             problems.append(((key,), value, f"extra parameter '{key}' must be {_type_name(kind)}"))
     if problems:
         raise parameter_not_supported(problems)
-    return dict(extras)
+    return handled, extras

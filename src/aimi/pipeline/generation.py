@@ -7,12 +7,25 @@ a failure can only end the stream.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from aimi.deployments.registry import Deployment
-from aimi.engines.api import EngineDead, Event, Finish, FinishReason, GenerationRequest, RequestFailed, TextDelta, Usage
+from aimi.engines.api import (
+    EngineDead,
+    Event,
+    Finish,
+    FinishReason,
+    GenerationRequest,
+    RequestFailed,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from aimi.pipeline.controls import Work
 from aimi.protocol.errors import ApiError, service_unavailable
 
 log = logging.getLogger(__name__)
@@ -30,55 +43,104 @@ def engine_error(exc: RequestFailed | EngineDead, request: GenerationRequest) ->
 
 
 class Generation:
-    """One running generation: its first events, and an iterator of the rest.
+    """One request's running generation: its choices fanned out over the engine, merged into one
+    stream of events whose ``index`` says the choice, and one :class:`Usage` at the end.
 
-    Always :meth:`close` it (the response does so in a ``finally``): closing stops the engine's
-    work and frees the deployment's place.
+    Opening waits until every choice has produced its first event, so what the engine refuses is
+    refused before the response starts. Always :meth:`close` it (the response does so in a
+    ``finally``): closing stops the engine's work and frees the deployment's place.
     """
 
-    def __init__(self, deployment: Deployment, request: GenerationRequest) -> None:
+    def __init__(self, deployment: Deployment, work: Work) -> None:
         self.deployment = deployment
-        self.request = request
-        self._events: AsyncIterator[Event] = deployment.engine.generate(request)
-        self._head: list[Event] = []
+        self.work = work
+        self.request = work.request
+        self._queue: asyncio.Queue[tuple[int, Event | RequestFailed | EngineDead | None]] = asyncio.Queue()
+        self._started: list[asyncio.Event] = []
+        self._early: dict[int, RequestFailed | EngineDead] = {}
+        self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
+    def _choices(self) -> list[GenerationRequest]:
+        base = self.work.request
+        logprobs = base.logprobs
+        if logprobs is None and self.work.candidates > self.work.n:
+            logprobs = 0  # best_of ranks candidates by their tokens' log-probabilities
+        return [
+            replace(
+                base,
+                request_id=f"{base.request_id}-{i}",
+                seed=None if base.seed is None else base.seed + i,
+                logprobs=logprobs,
+            )
+            for i in range(self.work.candidates)
+        ]
+
     @classmethod
-    async def open(cls, deployment: Deployment, request: GenerationRequest) -> Generation:
+    async def open(cls, deployment: Deployment, work: Work) -> Generation:
         deployment.ready().admit()
-        generation = cls(deployment, request)
+        generation = cls(deployment, work)
         try:
-            generation._head.append(await anext(generation._events))
-        except StopAsyncIteration:
-            pass
-        except (RequestFailed, EngineDead) as exc:
-            await generation.close()
-            raise engine_error(exc, generation.request) from None
+            for i, request in enumerate(generation._choices()):
+                generation._started.append(asyncio.Event())
+                generation._tasks.append(asyncio.create_task(generation._pump(i, request)))
+            for started in generation._started:
+                await started.wait()
+            if generation._early:
+                raise engine_error(next(iter(generation._early.values())), work.request)
         except BaseException:
             await generation.close()
             raise
         return generation
 
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event, the first included. Engine failures raise :class:`ApiError`."""
-        for event in self._head:
-            yield event
-        self._head.clear()
+    async def _pump(self, index: int, request: GenerationRequest) -> None:
+        started = self._started[index]
         try:
-            async for event in self._events:
-                yield event
+            async for event in self.deployment.engine.generate(request):
+                self._queue.put_nowait((index, event))
+                started.set()
         except (RequestFailed, EngineDead) as exc:
-            log.warning("generation %s failed after the response started: %s", self.request.request_id, exc)
-            raise engine_error(exc, self.request) from None
+            if not started.is_set():
+                self._early[index] = exc
+            self._queue.put_nowait((index, exc))
+        finally:
+            self._queue.put_nowait((index, None))
+            started.set()
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event of every choice, then one :class:`Usage`; engine failures raise :class:`ApiError`."""
+        events = self._merged()
+        if self.work.tools is not None:
+            events = self.work.tools.read(events)
+        async for event in events:
+            yield event
+
+    async def _merged(self) -> AsyncIterator[Event]:
+        remaining = len(self._tasks)
+        prompt_tokens: int | None = None
+        completion_tokens = 0
+        while remaining:
+            index, item = await self._queue.get()
+            if item is None:
+                remaining -= 1
+            elif isinstance(item, RequestFailed | EngineDead):
+                log.warning("generation %s failed after the response started: %s", self.request.request_id, item)
+                raise engine_error(item, self.request)
+            elif isinstance(item, Usage):
+                prompt_tokens = item.prompt_tokens if prompt_tokens is None else prompt_tokens
+                completion_tokens += item.completion_tokens
+            else:
+                yield replace(item, index=index)
+        yield Usage(prompt_tokens or 0, completion_tokens)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self.deployment.release()
-        aclose = getattr(self._events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 @dataclass
@@ -86,6 +148,8 @@ class Result:
     """A whole generation, gathered for a non-streamed answer."""
 
     texts: dict[int, list[str]] = field(default_factory=dict)
+    logprobs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    tool_calls: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     finish: dict[int, FinishReason] = field(default_factory=dict)
     usage: Usage = field(default_factory=lambda: Usage(0, 0))
 
@@ -94,20 +158,52 @@ class Result:
 
     @property
     def indexes(self) -> list[int]:
-        return sorted(set(self.texts) | set(self.finish) | {0})
+        return sorted(set(self.texts) | set(self.finish) | set(self.tool_calls) | {0})
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, TextDelta):
+            self.texts.setdefault(event.index, []).append(event.text)
+            if event.logprobs:
+                self.logprobs.setdefault(event.index, []).extend(event.logprobs)
+        elif isinstance(event, ToolCallDelta):
+            calls = self.tool_calls.setdefault(event.index, [])
+            if event.id is not None:
+                calls.append({"id": event.id, "type": "function", "function": {"name": event.name, "arguments": ""}})
+            calls[event.call_index]["function"]["arguments"] += event.arguments
+        elif isinstance(event, Finish):
+            self.finish[event.index] = event.reason
+        elif isinstance(event, Usage):
+            self.usage = event
+
+    def best(self, n: int, keep_logprobs: bool) -> Result:
+        """The ``n`` choices with the highest mean token log-probability, renumbered from 0."""
+
+        def mean(index: int) -> float:
+            values = [entry["logprob"] for entry in self.logprobs.get(index, ())]
+            return sum(values) / len(values) if values else float("-inf")
+
+        ranked = sorted(self.indexes, key=mean, reverse=True)[:n]
+        best = Result(usage=self.usage)
+        for new, old in enumerate(ranked):
+            best.texts[new] = self.texts.get(old, [])
+            if old in self.finish:
+                best.finish[new] = self.finish[old]
+            if old in self.tool_calls:
+                best.tool_calls[new] = self.tool_calls[old]
+            if keep_logprobs and old in self.logprobs:
+                best.logprobs[new] = self.logprobs[old]
+        return best
 
 
 async def gather(generation: Generation) -> Result:
-    """Run a generation to its end and collect it."""
+    """Run a generation to its end and collect it (the best ``n`` when ``best_of`` asked for more)."""
     result = Result()
     try:
         async for event in generation.events():
-            if isinstance(event, TextDelta):
-                result.texts.setdefault(event.index, []).append(event.text)
-            elif isinstance(event, Finish):
-                result.finish[event.index] = event.reason
-            elif isinstance(event, Usage):
-                result.usage = event
+            result.add(event)
     finally:
         await generation.close()
+    work = generation.work
+    if work.candidates > work.n:
+        return result.best(work.n, keep_logprobs=work.request.logprobs is not None)
     return result

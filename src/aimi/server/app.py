@@ -86,6 +86,10 @@ def create_app(settings: Settings, model: ResolvedModel, keys: list[str] | None 
             max_messages=settings.max_messages,
             max_queue=settings.max_queue,
             default_temperature=settings.default_temperature,
+            max_n=settings.max_n,
+            max_best_of=settings.max_best_of,
+            max_logit_bias=settings.max_logit_bias,
+            max_tools=settings.max_tools,
         ),
     )
     deployments = Deployments([deployment])

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aimi.engines.api import Event, Finish, TextDelta, Usage
+from aimi.engines.api import Event, Finish, TextDelta, ToolCallDelta, Usage
 from aimi.pipeline.generation import Result
 from aimi.protocol import sse
 
@@ -54,20 +54,38 @@ class Encoder:
         choices: list[dict[str, Any]] = []
         for index in result.indexes:
             finish = result.finish.get(index)
+            logprobs = {"content": result.logprobs[index]} if index in result.logprobs else None
             if self.kind == "chat":
-                message = {"role": "assistant", "content": result.text(index), "tool_calls": None}
-                choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": None})
+                calls = result.tool_calls.get(index)
+                content = None if calls and not result.text(index) else result.text(index)
+                message = {"role": "assistant", "content": content, "tool_calls": calls or None}
+                choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": logprobs})
             else:
                 choices.append({"index": index, "text": result.text(index), "finish_reason": finish, "logprobs": None})
         body = self._envelope(choices, chunk=False)
         body["usage"] = usage_json(result.usage)
         return body
 
-    def _chunk(self, index: int, text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
+    def _chunk(
+        self,
+        index: int,
+        text: str | None,
+        finish: str | None,
+        first: bool = False,
+        logprobs: tuple[dict[str, Any], ...] = (),
+        tool_call: ToolCallDelta | None = None,
+    ) -> dict[str, Any]:
         choice: dict[str, Any]
         if self.kind == "chat":
             delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {"content": text or ""}
-            choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
+            if tool_call is not None:
+                delta = {"tool_calls": [_tool_call_delta(tool_call)]}
+            choice = {
+                "index": index,
+                "delta": delta,
+                "finish_reason": finish,
+                "logprobs": {"content": list(logprobs)} if logprobs else None,
+            }
         else:
             choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
         body = self._envelope([choice], chunk=True)
@@ -83,11 +101,17 @@ class Encoder:
             if held is not None and not isinstance(event, Usage):
                 yield sse.frame(held)
                 held = None
-            if isinstance(event, TextDelta | Finish) and self.kind == "chat" and event.index not in started:
+            if (
+                isinstance(event, TextDelta | ToolCallDelta | Finish)
+                and self.kind == "chat"
+                and event.index not in started
+            ):
                 started.add(event.index)
                 yield sse.frame(self._chunk(event.index, None, None, first=True))
             if isinstance(event, TextDelta):
-                yield sse.frame(self._chunk(event.index, event.text, None))
+                yield sse.frame(self._chunk(event.index, event.text, None, logprobs=event.logprobs))
+            elif isinstance(event, ToolCallDelta):
+                yield sse.frame(self._chunk(event.index, None, None, tool_call=event))
             elif isinstance(event, Finish):
                 chunk = self._chunk(event.index, None, event.reason)
                 if self.azure:
@@ -106,3 +130,14 @@ class Encoder:
         if held is not None:
             yield sse.frame(held)
         yield sse.DONE
+
+
+def _tool_call_delta(call: ToolCallDelta) -> dict[str, Any]:
+    if call.id is None:
+        return {"index": call.call_index, "function": {"arguments": call.arguments}}
+    return {
+        "index": call.call_index,
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }

@@ -13,8 +13,8 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from aimi.deployments.registry import Deployment, Deployments
-from aimi.engines.api import GenerationRequest
 from aimi.pipeline import canonical
+from aimi.pipeline.controls import Work
 from aimi.pipeline.extra_parameters import Policy, policy_from_header
 from aimi.pipeline.generation import Generation, gather
 from aimi.pipeline.validation import parse, parse_json_object
@@ -82,11 +82,9 @@ def _model_name(deployment: Deployment, surface: Surface) -> str:
     return deployment.display_name if surface.azure else deployment.name
 
 
-async def _respond(
-    request: Request, deployment: Deployment, work: GenerationRequest, encoder: Encoder, stream: bool
-) -> Response:
+async def _respond(request: Request, deployment: Deployment, work: Work, encoder: Encoder) -> Response:
     generation = await until_disconnect(request.receive, Generation.open(deployment, work))
-    if stream:
+    if work.stream:
         return EventStreamResponse(generation, encoder)
     result = await until_disconnect(request.receive, gather(generation))
     return JSONResponse(encoder.whole(result))
@@ -100,7 +98,7 @@ async def chat_completions(request: Request, surface: Surface) -> Response:
         isinstance(body, OpenAIChatRequest) and body.stream_options and body.stream_options.include_usage
     )
     encoder = Encoder("chat", _model_name(deployment, surface), surface.azure, include_usage)
-    return await _respond(request, deployment, work, encoder, bool(body.stream))
+    return await _respond(request, deployment, work, encoder)
 
 
 async def completions(request: Request, surface: Surface) -> Response:
@@ -111,7 +109,7 @@ async def completions(request: Request, surface: Surface) -> Response:
         isinstance(body, OpenAICompletionRequest) and body.stream_options and body.stream_options.include_usage
     )
     encoder = Encoder("text", _model_name(deployment, surface), surface.azure, include_usage)
-    return await _respond(request, deployment, work, encoder, bool(body.stream))
+    return await _respond(request, deployment, work, encoder)
 
 
 async def info(request: Request) -> Response:
