@@ -9,6 +9,7 @@ Options (``EngineConfig.options``), all optional:
 ``hang``               never produce a token (until aborted)
 ``load_seconds``       how long ``start()`` takes
 ``fail_load``          ``start()`` raises :class:`EngineDead`
+``structured_output``  claim constrained decoding (answer with a JSON ``text`` to play along)
 
 A token is a word with its trailing spaces; the prompt's token count is the number of words in
 it. Counters (``started``, ``aborted``, ``completed``, ``active``) let tests see what happened.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -71,6 +73,8 @@ class FakeEngine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.options: dict[str, Any] = dict(config.options)
+        if self.options.get("structured_output"):
+            self.capabilities = replace(FakeEngine.capabilities, structured_output=True)
         self._state = EngineState.LOADING
         self._cancelled: dict[str, asyncio.Event] = {}
         self.started = 0
