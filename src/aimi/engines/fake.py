@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import replace
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from aimi.engines.api import (

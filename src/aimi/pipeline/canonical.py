@@ -85,8 +85,6 @@ def _turns(messages: list[Any], deployment: Deployment, problems: list[Problem])
             turns.append(
                 ChatTurn("tool", _text(message.content, f"messages.{i}.content"), tool_call_id=message.tool_call_id)
             )
-    if not deployment.profile.system_role:
-        turns = fold_system(turns)
     return turns
 
 
@@ -156,6 +154,7 @@ def _common(controls: Controls, deployment: Deployment, problems: list[Problem],
             )
         if stream and controls.best_of > 1:
             raise invalid_request("`best_of` cannot be used with `stream: true`", param="best_of")
+    controls.token_bias()  # malformed keys are a 400, whatever the engine supports
     if controls.logit_bias and len(controls.logit_bias) > limits.max_logit_bias:
         raise invalid_request(
             f"`logit_bias` may hold at most {limits.max_logit_bias} tokens; got {len(controls.logit_bias)}",
@@ -188,7 +187,8 @@ def _tool_plan(body: wire.AzureChatRequest, deployment: Deployment, problems: li
     choice = body.tool_choice
     if body.tools is None:
         if choice is not None and choice not in ("none", "auto"):
-            raise invalid_request("`tool_choice` names a tool but `tools` is empty", param="tool_choice")
+            shown = choice if isinstance(choice, str) else "a named function"
+            raise invalid_request(f"`tool_choice` is {shown!r} but there are no `tools`", param="tool_choice")
         return None
     if choice == "none":
         return None
@@ -267,6 +267,9 @@ def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deploy
     tools = _tool_plan(body, deployment, problems)
     if tools is not None and controls.top_logprobs_count() is not None:
         raise invalid_request("`logprobs` cannot be combined with `tools`", param="logprobs")
+    if tools is not None and (controls.best_of or 1) > controls.n:
+        # best_of ranks by log-probabilities, which a parsed tool call no longer has.
+        raise invalid_request("`best_of` cannot be combined with `tools`", param="best_of")
     if body.modalities is not None and "audio" in body.modalities:
         problems.append((("modalities",), body.modalities, "this deployment only produces text"))
     if problems:
@@ -276,6 +279,9 @@ def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deploy
     if tools is not None:
         turns = tools.prompt(turns)
         response_format = {"type": "json_schema", "json_schema": {"name": "tool_call", "schema": tools.schema()}}
+    if not deployment.profile.system_role:
+        # Last, so the safety prompt and the tool instructions are folded too.
+        turns = fold_system(turns)
     max_tokens_field, requested = "max_tokens", body.max_tokens
     if isinstance(body, wire.OpenAIChatRequest) and body.max_completion_tokens is not None:
         max_tokens_field, requested = "max_completion_tokens", body.max_completion_tokens
@@ -327,6 +333,10 @@ def completion_request(body: AzureCompletionRequest, policy: Policy, deployment:
             )
         if body.echo:
             problems.append((("echo",), body.echo, "echo is not supported by this deployment"))
+    if controls.safe_prompt:
+        problems.append(
+            (("safe_prompt",), True, "safe_prompt applies to chat completions; a text prompt has no system message")
+        )
     if problems:
         raise parameter_not_supported(problems)
     assert isinstance(prompt, str)  # anything else was refused above

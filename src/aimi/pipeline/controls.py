@@ -53,7 +53,7 @@ class Controls(BaseModel):
     def token_bias(self) -> dict[int, float]:
         bias: dict[int, float] = {}
         for key, value in (self.logit_bias or {}).items():
-            if not key.isdigit():
+            if not (key.isascii() and key.isdigit()):
                 raise invalid_request(f"`logit_bias` keys must be token ids; got {key!r}", param="logit_bias")
             bias[int(key)] = value
         return bias

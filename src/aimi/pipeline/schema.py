@@ -28,7 +28,7 @@ _STRUCTURE = {
 }  # fmt: skip
 _FORMATS = {"date", "time", "date-time", "uuid"}
 _TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
-_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+_REPEAT = re.compile(r"\{(\d*)(?:,(\d*))?\}")
 
 
 class SchemaError(ApiError):
@@ -106,10 +106,37 @@ def _check_pattern(pattern: Any, where: str, param: str) -> None:
     except re.error as exc:
         raise SchemaError(where, f"'pattern' is not a valid regular expression: {exc}", param) from None
     for low, high in _REPEAT.findall(pattern):
-        if int(low) > MAX_REPEAT or (high and int(high) > MAX_REPEAT):
+        if (low and int(low) > MAX_REPEAT) or (high and int(high) > MAX_REPEAT):
             raise SchemaError(where, f"'pattern' repeats more than {MAX_REPEAT} times: {pattern!r}", param)
-    if re.search(r"\([^)]*[+*][^)]*\)[+*{]", pattern):
+    if _nests_repetition(pattern):
         raise SchemaError(where, f"'pattern' nests repetitions, which cannot be compiled safely: {pattern!r}", param)
+
+
+def _nests_repetition(pattern: str) -> bool:
+    """True when a group that repeats something is itself repeated: ``(a+)+``, ``((a{2}))*``."""
+    repeats = [False]  # per open group: does it hold a repetition?
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "[":  # a character class holds no groups or quantifiers
+            end = pattern.find("]", i + 2)
+            i = len(pattern) if end < 0 else end + 1
+            continue
+        quantified = pattern[i + 1 : i + 2] in ("*", "+", "{")
+        if char == "(":
+            repeats.append(False)
+        elif char == ")" and len(repeats) > 1:
+            inner = repeats.pop()
+            if inner and quantified:
+                return True
+            repeats[-1] |= inner or quantified
+        elif char in "*+{" and i > 0:
+            repeats[-1] = True
+        i += 1
+    return False
 
 
 @lru_cache(maxsize=256)

@@ -78,12 +78,11 @@ class ToolPlan:
         rendered: list[ChatTurn] = []
         for turn in turns:
             if turn.role == "assistant" and turn.tool_calls:
-                calls = [
-                    {"name": c["function"]["name"], "arguments": _loads(c["function"]["arguments"])}
-                    for c in turn.tool_calls
-                ]
-                answer = {"tool_call": calls[0]} if self.choice == "auto" else calls[0]
-                rendered.append(ChatTurn("assistant", json.dumps(answer, ensure_ascii=False)))
+                # One answer per call: the format the model is asked for holds one call.
+                for c in turn.tool_calls:
+                    call = {"name": c["function"]["name"], "arguments": _loads(c["function"]["arguments"])}
+                    answer = {"tool_call": call} if self.choice == "auto" else call
+                    rendered.append(ChatTurn("assistant", json.dumps(answer, ensure_ascii=False)))
             elif turn.role == "tool":
                 rendered.append(ChatTurn("user", f"Result of call {turn.tool_call_id}: {turn.content or ''}"))
             else:
@@ -111,9 +110,11 @@ class ToolPlan:
         except json.JSONDecodeError:
             # Cut by max_tokens (or otherwise unparseable): the raw text, as it is.
             return [TextDelta(text, finish.index), finish] if text else [finish]
+        if not isinstance(answer, dict):
+            return [TextDelta(text, finish.index), Finish("stop", finish.index)]
         call = answer.get("tool_call") if self.choice == "auto" else answer
         if not isinstance(call, dict) or "name" not in call:
-            content = answer.get("content", "") if isinstance(answer, dict) else text
+            content = answer.get("content", "")
             return [TextDelta(str(content), finish.index), Finish("stop", finish.index)]
         arguments = json.dumps(call.get("arguments", {}), ensure_ascii=False)
         call_id = "call_" + uuid.uuid4().hex[:24]
