@@ -83,7 +83,8 @@ def _payload(request: GenerationRequest) -> dict[str, Any]:
         # Token ids come with the logprobs: stop_token_ids is watched through them, and the
         # per-token timings give the usage when aimi stops the generation itself.
         payload["logprobs"] = True
-        payload["top_logprobs"] = request.logprobs or 0
+        # llama.cpp sends no logprobs at all for top_logprobs 0: ask for one, keep what was asked.
+        payload["top_logprobs"] = max(1, request.logprobs or 0)
         payload["timings_per_token"] = bool(request.stop_token_ids)
     if request.logit_bias:
         payload["logit_bias"] = {str(token): bias for token, bias in request.logit_bias.items()}
@@ -221,7 +222,7 @@ class LlamaCppEngine:
                 chunk = json.loads(item)
                 if "error" in chunk:
                     raise _error_message(chunk)
-                for event in _events(chunk, chat, request.logprobs is not None):
+                for event in _events(chunk, chat, request.logprobs):
                     yield event
                 if _hits_stop_token(chunk, request.stop_token_ids):
                     # Stop after the chunk holding the stop token; its text is kept.
@@ -258,23 +259,23 @@ def _hits_stop_token(chunk: dict[str, Any], stop_token_ids: list[int]) -> bool:
     return False
 
 
-def _logprobs(choice: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+def _logprobs(choice: dict[str, Any], alternatives: int) -> tuple[dict[str, Any], ...]:
     def clean(entry: dict[str, Any]) -> dict[str, Any]:
         return {"token": entry.get("token", ""), "logprob": entry.get("logprob"), "bytes": entry.get("bytes")}
 
     return tuple(
-        {**clean(entry), "top_logprobs": [clean(top) for top in entry.get("top_logprobs") or ()]}
+        {**clean(entry), "top_logprobs": [clean(top) for top in (entry.get("top_logprobs") or [])[:alternatives]]}
         for entry in (choice.get("logprobs") or {}).get("content") or ()
     )
 
 
-def _events(chunk: dict[str, Any], chat: bool, logprobs: bool) -> list[Event]:
+def _events(chunk: dict[str, Any], chat: bool, logprobs: int | None) -> list[Event]:
     events: list[Event] = []
     for choice in chunk.get("choices") or ():
         index = int(choice.get("index", 0))
         text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
         if text:
-            events.append(TextDelta(text, index, _logprobs(choice) if logprobs else ()))
+            events.append(TextDelta(text, index, () if logprobs is None else _logprobs(choice, logprobs)))
         reason = choice.get("finish_reason")
         if reason:
             events.append(Finish(_FINISH_REASONS.get(reason, "stop"), index))

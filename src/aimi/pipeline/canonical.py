@@ -10,6 +10,8 @@ import json
 import uuid
 from typing import Any
 
+from pydantic import BaseModel
+
 from aimi.deployments.registry import Deployment
 from aimi.engines.api import ChatTurn, GenerationRequest
 from aimi.pipeline import extra_parameters
@@ -247,6 +249,12 @@ def _response_format(
     return {"type": "json_schema", "json_schema": {"name": fmt.json_schema.name, "schema": fmt.json_schema.schema_}}
 
 
+def _fields(body: BaseModel, *names: str) -> dict[str, Any]:
+    """The named fields this surface's schema defines and the client set; on a surface without
+    them they are extras, already judged by the extra-parameters policy."""
+    return {n: getattr(body, n) for n in names if n in type(body).model_fields and getattr(body, n) is not None}
+
+
 def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deployment) -> Work:
     """The work for a chat body of either surface."""
     if len(body.messages) > deployment.limits.max_messages:
@@ -257,7 +265,7 @@ def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deploy
     gateway, extras = extra_parameters.apply(
         dict(body.model_extra or {}), policy, deployment.engine.capabilities, GATEWAY_PARAMETERS
     )
-    known = body.model_dump(include={"n", "logprobs", "top_logprobs", "logit_bias"}, exclude_none=True)
+    known = _fields(body, "n", "logprobs", "top_logprobs", "logit_bias")
     controls = read_controls({**known, **gateway})
     problems: list[Problem] = []
     turns = _turns(body.messages, deployment, problems)
@@ -310,7 +318,7 @@ def completion_request(body: AzureCompletionRequest, policy: Policy, deployment:
     gateway, extras = extra_parameters.apply(
         dict(body.model_extra or {}), policy, deployment.engine.capabilities, GATEWAY_PARAMETERS - {"logprobs"}
     )
-    known = body.model_dump(include={"n", "best_of", "logit_bias"}, exclude_none=True)
+    known = _fields(body, "n", "best_of", "logit_bias")
     controls = read_controls({**known, **gateway})
     problems: list[Problem] = []
     prompt = body.prompt[0] if isinstance(body.prompt, list) and len(body.prompt) == 1 else body.prompt
