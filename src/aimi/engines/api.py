@@ -108,6 +108,37 @@ class Usage:
 Event = TextDelta | ToolCallDelta | Finish | Usage
 
 
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    """One image to embed: the decoded bytes of a ``data:`` URL, and optional text for models that
+    embed both (CLIP)."""
+
+    image: bytes
+    text: str | None = None
+
+
+@dataclass(slots=True)
+class EmbeddingRequest:
+    """Inputs to embed: exactly one of ``texts``, ``token_ids`` and ``images`` is set.
+
+    ``truncate``: cut inputs longer than the model's maximum instead of failing the request.
+    """
+
+    request_id: str
+    texts: list[str] | None = None
+    token_ids: list[list[int]] | None = None
+    images: list[ImageInput] | None = None
+    truncate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """One vector per input, in order, as the model produced them, and the true token count."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
 class EngineState(StrEnum):
     LOADING = "loading"
     READY = "ready"
@@ -124,6 +155,9 @@ class EngineCapabilities:
 
     chat: bool = True
     completions: bool = True
+    embeddings: bool = False
+    image_embeddings: bool = False
+    token_inputs: bool = False
     structured_output: bool = False
     logprobs: bool = False
     logit_bias: bool = False
@@ -171,6 +205,12 @@ class Engine(Protocol):
         """Stream events: any number of :class:`TextDelta`, one :class:`Finish` per choice, then
         one :class:`Usage`. Validation failures the engine alone can see are raised before the
         first event."""
+        ...
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """Embed every input. An input longer than the model's maximum (without ``truncate``) is a
+        :class:`RequestFailed` with ``client_error``. Engines without embeddings raise
+        :class:`RequestFailed`."""
         ...
 
     async def abort(self, request_id: str) -> None:
