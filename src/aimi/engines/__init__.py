@@ -13,6 +13,8 @@ from aimi.engines.api import Engine, EngineConfig
 ENGINES: dict[str, str] = {
     "llamacpp": "aimi.engines.llamacpp:LlamaCppEngine",
     "fake": "aimi.engines.fake:FakeEngine",
+    "sentence-transformers": "aimi.engines.sentence_transformers:SentenceTransformersEngine",
+    "clip": "aimi.engines.clip:ClipEngine",
 }
 
 
