@@ -35,7 +35,11 @@ class Settings(BaseSettings):
     deployment_name: str | None = Field(
         None, description="Name the model is served under (defaults to the catalog name or file stem)."
     )
-    engine: str = Field("llamacpp", description="Engine: a registry name (llamacpp, fake) or module:Class.")
+    engine: str | None = Field(
+        None,
+        description="Engine: a registry name (llamacpp, sentence-transformers, clip, fake) or module:Class; "
+        "default: the catalog model's engine, else llamacpp.",
+    )
     engine_options: dict[str, Any] = Field(
         default_factory=dict, description="Engine-specific options (JSON), e.g. the fake engine's script."
     )
@@ -60,6 +64,11 @@ class Settings(BaseSettings):
     max_best_of: int = Field(8, ge=1, description="Most candidates (best_of) one request may ask for.")
     max_logit_bias: int = Field(300, ge=0, description="Most tokens one request's logit_bias may name.")
     max_tools: int = Field(64, ge=1, description="Most tools one request may offer.")
+    max_embedding_inputs: int = Field(2048, ge=1, description="Most inputs one embeddings request may hold.")
+    max_embedding_chars: int = Field(
+        100_000, ge=1, description="Longest text (characters) or token array one embedding input may be."
+    )
+    max_image_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest decoded image an input may carry.")
     log_level: str = Field("info", description="Log level of aimi's own logs.")
 
     @field_validator("api_key", mode="before")

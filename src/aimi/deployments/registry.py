@@ -23,6 +23,9 @@ class Limits:
     max_best_of: int = 8
     max_logit_bias: int = 300
     max_tools: int = 64
+    max_embedding_inputs: int = 2048
+    max_embedding_chars: int = 100_000
+    max_image_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass

@@ -10,6 +10,10 @@ Options (``EngineConfig.options``), all optional:
 ``load_seconds``       how long ``start()`` takes
 ``fail_load``          ``start()`` raises :class:`EngineDead`
 ``structured_output``  claim constrained decoding (answer with a JSON ``text`` to play along)
+``kind``               ``chat`` (default), ``embeddings`` or ``image_embeddings``: what it serves
+``dimensions``         length of its embeddings (default 8)
+
+Embeddings are deterministic: a unit vector derived from a hash of each input.
 
 A token is a word with its trailing spaces; the prompt's token count is the number of words in
 it. Counters (``started``, ``aborted``, ``completed``, ``active``) let tests see what happened.
@@ -18,12 +22,16 @@ it. Counters (``started``, ``aborted``, ``completed``, ``active``) let tests see
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 from aimi.engines.api import (
+    EmbeddingRequest,
+    Embeddings,
     EngineCapabilities,
     EngineConfig,
     EngineDead,
@@ -73,8 +81,18 @@ class FakeEngine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.options: dict[str, Any] = dict(config.options)
+        kind = self.options.get("kind", "chat")
         if self.options.get("structured_output"):
             self.capabilities = replace(FakeEngine.capabilities, structured_output=True)
+        elif kind != "chat":
+            self.capabilities = EngineCapabilities(
+                chat=False,
+                completions=False,
+                embeddings=True,
+                image_embeddings=kind == "image_embeddings",
+                token_inputs=True,
+            )
+        self.embedded: list[EmbeddingRequest] = []
         self._state = EngineState.LOADING
         self._cancelled: dict[str, asyncio.Event] = {}
         self.started = 0
@@ -98,6 +116,27 @@ class FakeEngine:
 
     def health(self) -> EngineState:
         return self._state
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        if self._state is not EngineState.READY:
+            raise EngineDead("the fake engine is dead")
+        if not self.capabilities.embeddings:
+            raise RequestFailed("the fake engine serves chat")
+        self.embedded.append(request)
+        dims = int(self.options.get("dimensions", 8))
+        keys: list[str] = (
+            list(request.texts or ())
+            or [" ".join(map(str, ids)) for ids in request.token_ids or ()]
+            or [hashlib.sha256(i.image).hexdigest() + (i.text or "") for i in request.images or ()]
+        )
+        vectors = []
+        for key in keys:
+            digest = hashlib.sha256(key.encode()).digest()
+            raw = [digest[i % len(digest)] - 127.5 for i in range(dims)]
+            norm = math.sqrt(sum(x * x for x in raw))
+            vectors.append([x / norm for x in raw])
+        tokens = sum(len(tokenize(k)) for k in request.texts or ()) + sum(len(t) for t in request.token_ids or ())
+        return Embeddings(vectors, tokens + len(request.images or ()))
 
     async def metrics(self) -> dict[str, float]:
         return {"tokens_generated": self.tokens_generated, "started": self.started, "aborted": self.aborted}

@@ -24,6 +24,8 @@ from typing import Any
 
 from aimi.engines.api import (
     ChatTurn,
+    EmbeddingRequest,
+    Embeddings,
     EngineCapabilities,
     EngineConfig,
     EngineDead,
@@ -133,6 +135,9 @@ class LlamaCppEngine:
         # or runs; more threads than slots lets llama.cpp's own queue hold the overflow.
         self._executor = ThreadPoolExecutor(max_workers=max(16, config.slots * 8), thread_name_prefix="aimi-llamacpp")
         self._active: dict[str, threading.Event] = {}
+        self._embedding = bool(config.options.get("embedding"))
+        if self._embedding:
+            self.capabilities = EngineCapabilities(chat=False, completions=False, embeddings=True, token_inputs=True)
 
     async def start(self) -> ModelFacts:
         loop = asyncio.get_running_loop()
@@ -159,6 +164,10 @@ class LlamaCppEngine:
         params.api_keys = [secrets.token_urlsafe(32)]
         params.verbosity = int(self._config.options.get("verbosity", -1))
         params.endpoint_metrics = True
+        if self._embedding:
+            params.embedding = True
+            # One input is one batch: the physical batch must hold the whole context.
+            params.n_batch = params.n_ubatch = self._config.context_size
         return xllamacpp.Server(params)
 
     def health(self) -> EngineState:
@@ -177,6 +186,20 @@ class LlamaCppEngine:
                 values[name.removeprefix("llamacpp:")] = float(value)
         values["tokens_generated"] = values.get("tokens_predicted_total", 0)
         return values
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        if self._state is not EngineState.READY or not self._embedding:
+            raise RequestFailed("this deployment does not serve embeddings")
+        if request.images is not None:
+            raise RequestFailed("this model embeds text, not images", client_error=True)
+        inputs: list[Any] = list(request.texts or request.token_ids or ())
+        body = json.dumps({"input": inputs, "encoding_format": "float"})
+        raw = await asyncio.get_running_loop().run_in_executor(self._executor, self._server.handle_embeddings, body)
+        answer = json.loads(raw)
+        if "error" in answer:
+            raise _error_message(answer)
+        data = sorted(answer["data"], key=lambda item: item["index"])
+        return Embeddings([list(item["embedding"]) for item in data], int(answer["usage"]["prompt_tokens"]))
 
     async def abort(self, request_id: str) -> None:
         cancelled = self._active.get(request_id)

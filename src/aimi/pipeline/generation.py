@@ -31,12 +31,13 @@ from aimi.protocol.errors import ApiError, service_unavailable
 log = logging.getLogger(__name__)
 
 
-def engine_error(exc: RequestFailed | EngineDead, request: GenerationRequest) -> ApiError:
+def engine_error(exc: RequestFailed | EngineDead, request: GenerationRequest | None = None) -> ApiError:
     """The client-facing error for an engine failure."""
     if isinstance(exc, EngineDead):
         return service_unavailable("the engine stopped; retry shortly", retry_after=10)
     if exc.client_error and exc.code == "context_length_exceeded":
-        return ApiError(exc.code, exc.message, param="messages" if request.messages is not None else "prompt")
+        param = "input" if request is None else "messages" if request.messages is not None else "prompt"
+        return ApiError(exc.code, exc.message, param=param)
     if exc.client_error:
         return ApiError("invalid_request", exc.message)
     return ApiError("engine_error", "the engine failed to generate a response")

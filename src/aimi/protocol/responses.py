@@ -119,3 +119,25 @@ class ErrorBody(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "loading", "unhealthy"]
+
+
+class EmbeddingItem(BaseModel):
+    index: int
+    object: Literal["embedding"]
+    embedding: list[float] | list[int] | str
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResult(BaseModel):
+    """An embeddings answer; ``embedding`` is floats, integers (int8, uint8, binary, ubinary) or
+    a base64 string of little-endian float32 values, per ``encoding_format``."""
+
+    id: str
+    object: Literal["list"]
+    model: str
+    data: list[EmbeddingItem]
+    usage: EmbeddingsUsage

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from functools import partial
 
 from starlette.applications import Starlette
@@ -56,11 +57,14 @@ def routes() -> list[BaseRoute]:
             Route(f"{prefix}/info", handlers.info, methods=["GET"]),
             Route(f"{prefix}/chat/completions", partial(handlers.chat_completions, surface=AZURE), methods=["POST"]),
             Route(f"{prefix}/completions", partial(handlers.completions, surface=AZURE), methods=["POST"]),
+            Route(f"{prefix}/embeddings", partial(handlers.text_embeddings, surface=AZURE), methods=["POST"]),
+            Route(f"{prefix}/images/embeddings", handlers.image_embeddings, methods=["POST"]),
         ]
     table += [
         Route("/v1/models", handlers.models, methods=["GET"]),
         Route("/v1/chat/completions", partial(handlers.chat_completions, surface=OPENAI), methods=["POST"]),
         Route("/v1/completions", partial(handlers.completions, surface=OPENAI), methods=["POST"]),
+        Route("/v1/embeddings", partial(handlers.text_embeddings, surface=OPENAI), methods=["POST"]),
         Route("/swagger.json", openapi.document, methods=["GET"]),
         Route("/openapi.json", openapi.document, methods=["GET"]),
     ]
@@ -76,11 +80,18 @@ def create_app(settings: Settings, model: ResolvedModel, keys: list[str] | None 
         threads=settings.threads,
         options=settings.engine_options,
     )
+    engine = build_engine(settings.engine or model.engine, config)
+    profile = model.profile
+    if not engine.capabilities.chat and profile.model_type == "chat-completion":
+        # A model given by path: what it is follows from the engine that serves it.
+        profile = replace(
+            profile, model_type="image_embeddings" if engine.capabilities.image_embeddings else "embeddings"
+        )
     deployment = Deployment(
         name=settings.deployment_name or model.name,
         display_name=model.display_name,
-        profile=model.profile,
-        engine=build_engine(settings.engine, config),
+        profile=profile,
+        engine=engine,
         limits=Limits(
             max_tokens=settings.max_tokens_limit,
             max_messages=settings.max_messages,
@@ -90,6 +101,9 @@ def create_app(settings: Settings, model: ResolvedModel, keys: list[str] | None 
             max_best_of=settings.max_best_of,
             max_logit_bias=settings.max_logit_bias,
             max_tools=settings.max_tools,
+            max_embedding_inputs=settings.max_embedding_inputs,
+            max_embedding_chars=settings.max_embedding_chars,
+            max_image_bytes=settings.max_image_bytes,
         ),
     )
     deployments = Deployments([deployment])

@@ -18,6 +18,7 @@ from aimi import __version__
 from aimi.protocol import responses as out
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
+from aimi.protocol.embeddings import AzureEmbeddingsRequest, AzureImageEmbeddingsRequest, OpenAIEmbeddingsRequest
 from aimi.surfaces.responses import JSONResponse
 
 # Azure clients append routes to whatever endpoint they were given: the Foundry style ends
@@ -35,6 +36,10 @@ _MODELS: list[type[BaseModel]] = [
     out.TextCompletion,
     out.ErrorBody,
     out.Health,
+    AzureEmbeddingsRequest,
+    OpenAIEmbeddingsRequest,
+    AzureImageEmbeddingsRequest,
+    out.EmbeddingsResult,
 ]
 
 
@@ -48,6 +53,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "`extra-parameters: error`, a prompt longer than the context",
         401: "Missing or invalid key",
         413: "Body larger than the configured limit",
+        404: "The deployment does not serve this kind of request (e.g. chat on an embeddings model)",
         422: "A parameter this deployment cannot honour (`parameter_not_supported`, with `detail[].loc`)",
         429: "Too many requests queued; see Retry-After",
         500: "The engine failed while generating a non-streamed answer (`engine_error`)",
@@ -96,6 +102,25 @@ def _generation(
                     },
                 },
                 **_errors(400, 401, 413, 422, 429, 500, 503),
+            },
+        }
+    }
+
+
+def _embeddings(summary: str, request: type[BaseModel], azure: bool, tag: str) -> dict[str, Any]:
+    parameters = [_EXTRA_PARAMETERS] + ([_API_VERSION] if azure else [])
+    return {
+        "post": {
+            "summary": summary,
+            "tags": [tag],
+            "parameters": parameters,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
+            "responses": {
+                "200": {
+                    "description": "One embedding per input, in the requested encoding_format",
+                    "content": {"application/json": {"schema": _ref(out.EmbeddingsResult)}},
+                },
+                **_errors(400, 401, 404, 413, 422, 429, 503),
             },
         }
     }
@@ -155,6 +180,13 @@ def build() -> dict[str, Any]:
             True,
             "azure",
         )
+        paths[f"{prefix}/embeddings"] = _embeddings(
+            "Azure AI Model Inference: text embeddings", AzureEmbeddingsRequest, True, "azure"
+        )
+        paths[f"{prefix}/images/embeddings"] = _embeddings(
+            "Azure AI Model Inference: image embeddings (data: URLs only)", AzureImageEmbeddingsRequest, True, "azure"
+        )
+    paths["/v1/embeddings"] = _embeddings("OpenAI: embeddings", OpenAIEmbeddingsRequest, False, "openai")
     paths["/v1/models"] = _get("OpenAI: the deployments served", out.ModelList, "openai")
     paths["/v1/chat/completions"] = _generation(
         "OpenAI: chat completions", OpenAIChatRequest, out.ChatCompletion, out.ChatCompletionChunk, False, "openai"

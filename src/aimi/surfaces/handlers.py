@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -13,13 +14,17 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from aimi.deployments.registry import Deployment, Deployments
-from aimi.pipeline import canonical
+from aimi.engines.api import EngineDead, RequestFailed
+from aimi.pipeline import canonical, embeddings
 from aimi.pipeline.controls import Work
+from aimi.pipeline.embeddings import EmbeddingWork
 from aimi.pipeline.extra_parameters import Policy, policy_from_header
-from aimi.pipeline.generation import Generation, gather
+from aimi.pipeline.generation import Generation, engine_error, gather
 from aimi.pipeline.validation import parse, parse_json_object
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
+from aimi.protocol.embeddings import AzureEmbeddingsRequest, AzureImageEmbeddingsRequest, OpenAIEmbeddingsRequest
+from aimi.protocol.errors import ApiError
 from aimi.surfaces.encode import Encoder
 from aimi.surfaces.responses import JSONResponse
 from aimi.surfaces.stream import ClientGone, EventStreamResponse
@@ -34,13 +39,22 @@ class Surface:
     name: str
     chat_model: type[AzureChatRequest]
     completion_model: type[AzureCompletionRequest]
+    embeddings_model: type[AzureEmbeddingsRequest]
     default_policy: Policy
     azure: bool
 
 
-AZURE = Surface("azure", AzureChatRequest, AzureCompletionRequest, Policy.ERROR, azure=True)
+AZURE = Surface("azure", AzureChatRequest, AzureCompletionRequest, AzureEmbeddingsRequest, Policy.ERROR, azure=True)
 # OpenAI clients (and vLLM users) send engine extras through extra_body without any header.
-OPENAI = Surface("openai", OpenAIChatRequest, OpenAICompletionRequest, Policy.PASS_THROUGH, azure=False)
+OPENAI = Surface(
+    "openai", OpenAIChatRequest, OpenAICompletionRequest, OpenAIEmbeddingsRequest, Policy.PASS_THROUGH, azure=False
+)
+_KINDS = {
+    "chat": ("chat completions", "chat"),
+    "completions": ("text completions", "completions"),
+    "embeddings": ("embeddings", "embeddings"),
+    "image_embeddings": ("image embeddings", "image_embeddings"),
+}
 
 
 async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
@@ -68,9 +82,16 @@ def _deployments(request: Request) -> Deployments:
     return deployments
 
 
-def _deployment(request: Request, model: str | None) -> Deployment:
+def _deployment(request: Request, model: str | None, kind: str) -> Deployment:
     name = request.headers.get("azureml-model-deployment") or model
-    return _deployments(request).resolve(name).ready()
+    deployment = _deployments(request).resolve(name)
+    what, capability = _KINDS[kind]
+    if not getattr(deployment.engine.capabilities, capability):
+        raise ApiError(
+            "NotFound",
+            f"{what} not found on deployment '{deployment.name}', which serves {deployment.profile.model_type}",
+        )
+    return deployment.ready()
 
 
 async def _body(request: Request, surface: Surface, schema: type[BaseModel]) -> tuple[Any, Policy]:
@@ -92,7 +113,7 @@ async def _respond(request: Request, deployment: Deployment, work: Work, encoder
 
 async def chat_completions(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.chat_model)
-    deployment = _deployment(request, body.model)
+    deployment = _deployment(request, body.model, "chat")
     work = canonical.chat_request(body, policy, deployment)
     include_usage = bool(
         isinstance(body, OpenAIChatRequest) and body.stream_options and body.stream_options.include_usage
@@ -103,7 +124,7 @@ async def chat_completions(request: Request, surface: Surface) -> Response:
 
 async def completions(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.completion_model)
-    deployment = _deployment(request, body.model)
+    deployment = _deployment(request, body.model, "completions")
     work = canonical.completion_request(body, policy, deployment)
     include_usage = bool(
         isinstance(body, OpenAICompletionRequest) and body.stream_options and body.stream_options.include_usage
@@ -131,3 +152,39 @@ async def models(request: Request) -> Response:
         for d in _deployments(request)
     ]
     return JSONResponse({"object": "list", "data": data})
+
+
+async def _embedding_response(
+    request: Request, deployment: Deployment, work: EmbeddingWork, surface_azure: bool
+) -> Response:
+    deployment.admit()
+    try:
+        result = await until_disconnect(request.receive, deployment.engine.embed(work.request))
+    except (RequestFailed, EngineDead) as exc:
+        raise engine_error(exc) from None
+    finally:
+        deployment.release()
+    vectors = embeddings.finish(work, result.vectors)
+    return JSONResponse(
+        {
+            "id": uuid.uuid4().hex,
+            "object": "list",
+            "model": deployment.display_name if surface_azure else deployment.name,
+            "data": [{"index": i, "object": "embedding", "embedding": v} for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+        }
+    )
+
+
+async def text_embeddings(request: Request, surface: Surface) -> Response:
+    body, policy = await _body(request, surface, surface.embeddings_model)
+    deployment = _deployment(request, body.model, "embeddings")
+    work = embeddings.text_request(body, policy, deployment)
+    return await _embedding_response(request, deployment, work, surface.azure)
+
+
+async def image_embeddings(request: Request) -> Response:
+    body, policy = await _body(request, AZURE, AzureImageEmbeddingsRequest)
+    deployment = _deployment(request, body.model, "image_embeddings")
+    work = embeddings.image_request(body, policy, deployment)
+    return await _embedding_response(request, deployment, work, True)
