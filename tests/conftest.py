@@ -164,6 +164,22 @@ def aimi_process(
 
 
 @pytest.fixture(scope="session")
+def embeddings_model_path() -> Path:
+    """all-MiniLM-L6-v2's directory, fetched once into the user's model cache."""
+    return resolve("all-minilm-l6-v2", Settings().cache_dir, status=lambda line: print(line, file=sys.stderr)).path
+
+
+@pytest.fixture(scope="session")
+def live_embeddings_server(
+    tmp_path_factory: pytest.TempPathFactory, embeddings_model_path: Path
+) -> Iterator[LiveServer]:
+    """``aimi serve --model all-minilm-l6-v2`` with a generated key, shared by the embeddings tests."""
+    home = tmp_path_factory.mktemp("aimi-embeddings-home")
+    with aimi_process(home, ["--model", "all-minilm-l6-v2"], env={"HF_HUB_OFFLINE": "1"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory, default_model_path: Path) -> Iterator[LiveServer]:
     """``aimi serve`` with the default model and a generated key, shared by the client tests."""
     home = tmp_path_factory.mktemp("aimi-home")
