@@ -109,6 +109,8 @@ def _error_message(chunk: dict[str, Any]) -> RequestFailed:
             client_error=True,
             code="context_length_exceeded",
         )
+    if "too large" in message:  # an embedding input longer than the physical batch (the context)
+        return RequestFailed(f"an input is longer than this model's context: {message}", client_error=True)
     return RequestFailed(message, client_error=error.get("code") == 400)
 
 
@@ -166,6 +168,9 @@ class LlamaCppEngine:
         params.endpoint_metrics = True
         if self._embedding:
             params.embedding = True
+            # Models without a pooling of their own (decoders) are mean-pooled.
+            if params.pooling_type == xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_UNSPECIFIED:
+                params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
             # One input is one batch: the physical batch must hold the whole context.
             params.n_batch = params.n_ubatch = self._config.context_size
         return xllamacpp.Server(params)
