@@ -72,7 +72,10 @@ def test_unknown_model_exits_with_a_clear_message(tmp_path: Path) -> None:
         env={"AIMI_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 1
-    assert "'no-such-model' is neither a catalog model (smollm2-135m-instruct) nor an existing file" in done.stderr
+    assert (
+        "'no-such-model' is neither a catalog model (all-minilm-l6-v2, smollm2-135m-instruct) "
+        "nor an existing file or directory" in done.stderr
+    )
 
 
 def test_aimi_chat_streams_the_answer(tmp_path: Path) -> None:

@@ -64,3 +64,14 @@ def test_path_must_exist_and_be_gguf(tmp_path: Path) -> None:
     (tmp_path / "m.gguf").write_bytes(b"x")
     resolved = sources.resolve(str(tmp_path / "m.gguf"), tmp_path, lambda _: None)
     assert (resolved.name, resolved.path) == ("m", tmp_path / "m.gguf")
+
+
+def test_a_model_directory_names_its_engine_when_its_files_say(tmp_path: Path) -> None:
+    (tmp_path / "st").mkdir()
+    (tmp_path / "st" / "modules.json").write_text("[]")
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip" / "config.json").write_text('{"model_type": "clip"}')
+    (tmp_path / "other").mkdir()
+    assert sources.resolve(str(tmp_path / "st"), tmp_path, lambda _: None).engine == "sentence-transformers"
+    assert sources.resolve(str(tmp_path / "clip"), tmp_path, lambda _: None).engine == "clip"
+    assert sources.resolve(str(tmp_path / "other"), tmp_path, lambda _: None).engine == ""

@@ -66,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
     except ModelSourceError as exc:
         print(f"aimi: {exc}", file=sys.stderr)
         return 1
+    if not (settings.engine or model.engine):
+        print(
+            f"aimi: say which engine serves {model.path} (--engine sentence-transformers, clip, ...)", file=sys.stderr
+        )
+        return 2
     keys: list[str] | None
     if settings.no_auth:
         keys = None

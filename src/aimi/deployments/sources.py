@@ -8,6 +8,7 @@ file unpacked into the model cache). Nothing is fetched at request time.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -47,12 +48,25 @@ def resolve(ref: str, cache_dir: Path, status: Callable[[str], None] = print) ->
         path = _fetch(ref, cache_dir, status, None)
         return ResolvedModel(path, path.stem, path.stem, ModelProfile())
     path = Path(ref).expanduser()
+    if path.is_dir():
+        return ResolvedModel(path.resolve(), path.name, path.name, ModelProfile(), _directory_engine(path))
     if not path.is_file():
         known = ", ".join(sorted(CATALOG))
-        raise ModelSourceError(f"{ref!r} is neither a catalog model ({known}) nor an existing file")
+        raise ModelSourceError(f"{ref!r} is neither a catalog model ({known}) nor an existing file or directory")
     if path.suffix != ".gguf":
         raise ModelSourceError(f"{ref!r} is not a .gguf file")
     return ResolvedModel(path.resolve(), path.stem, path.stem, ModelProfile())
+
+
+def _directory_engine(path: Path) -> str:
+    """The engine for a Hugging Face-format model directory, when its files say; else ""."""
+    if (path / "modules.json").is_file():
+        return "sentence-transformers"
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    return "clip" if "clip" in str(config.get("model_type", "")).lower() else ""
 
 
 def _parse_pypi(ref: str) -> tuple[str, str]:

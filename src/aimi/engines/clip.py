@@ -65,8 +65,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP", "TIFF")
-"""The formats Pillow may decode here: common rasters, none that runs a helper program (EPS)."""
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "AVIF", "BMP", "TIFF")
+"""The formats Pillow may decode here (those its build has): common rasters, none that runs a
+helper program (EPS)."""
 
 DEFAULT_MAX_BATCH_INPUTS = 64
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
@@ -145,7 +146,6 @@ class ClipEngine:
         except Exception as exc:
             self._state = EngineState.DEAD
             raise EngineDead(f"the clip engine could not load {self._config.model_path}: {exc}") from exc
-        self._wakeup = asyncio.Event()
         self._batcher = asyncio.create_task(self._run_batches(), name="aimi-clip-batcher")
         self._state = EngineState.READY
         return ModelFacts(context_length=self._loaded.max_positions, n_slots=self._config.slots)
@@ -160,10 +160,11 @@ class ClipEngine:
         if self._config.threads:
             torch.set_num_threads(self._config.threads)
         dtype: torch.dtype = getattr(torch, self._dtype_name)
-        model = CLIPModel.from_pretrained(path, local_files_only=True, dtype=dtype)
+        # Typed as Any: the configs' attributes are typed loosely (``dict | Config | None``).
+        model: Any = CLIPModel.from_pretrained(path, local_files_only=True, dtype=dtype)
         model.eval()
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        image_processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
+        image_processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)  # type: ignore[no-untyped-call]
         text_config = model.config.text_config
         vision_config = model.config.vision_config
         patches_per_side = int(vision_config.image_size) // int(vision_config.patch_size)
@@ -241,6 +242,8 @@ class ClipEngine:
         pixels, texts, layout, prompt_tokens = await loop.run_in_executor(
             self._prepare_pool, self._prepare, loaded, request
         )
+        if self._state is not EngineState.READY:  # closed while this request was prepared
+            raise EngineDead("the clip engine is not running")
         job = _Job(pixels, texts, layout, prompt_tokens, loop.create_future())
         self._queue.append(job)
         self._wakeup.set()
@@ -280,8 +283,10 @@ class ClipEngine:
     def _decode(self, data: bytes, index: int) -> Any:
         from PIL import Image
 
+        Image.init()
+        formats = [name for name in IMAGE_FORMATS if name in Image.OPEN]
         try:
-            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+            image: Image.Image = Image.open(io.BytesIO(data), formats=formats)
             width, height = image.size
             if width * height > self._max_image_pixels:
                 raise RequestFailed(
@@ -298,7 +303,7 @@ class ClipEngine:
         except Exception as exc:
             raise RequestFailed(
                 f"input {index}: the image could not be decoded ({type(exc).__name__}: {exc}); "
-                f"accepted formats: {', '.join(IMAGE_FORMATS)}",
+                f"accepted formats: {', '.join(formats)}",
                 client_error=True,
                 code="invalid_image",
             ) from exc
