@@ -23,14 +23,15 @@ error; the engine keeps serving.
 
 Concurrency: a request is prepared (images decoded and resized, texts tokenised) in one worker
 thread, then queued; a second worker thread runs the model. Whenever the model is free, every
-request waiting is taken into one forward pass per tower (up to ``max_batch_inputs`` inputs; a
-larger request runs alone, still in one pass), so concurrent requests are batched together
-without waiting for a batch to fill.
+request waiting is taken into one forward pass per tower, up to ``max_batch`` inputs, so
+concurrent requests are batched together without waiting for a batch to fill. A request is never
+split between batches; one with more than ``max_batch`` inputs runs alone, its towers in passes
+of ``max_batch`` inputs, which bounds the activations' memory (a ViT-L/14 pass over 2048 images
+at once would need tens of GiB).
 
 Options (``EngineConfig.options``), all optional:
 
-``max_batch_inputs``  how many inputs (images and texts) one forward pass takes from the queue
-                      (default 64)
+``max_batch``         most inputs (images and texts) in one forward pass (default 64)
 ``max_image_pixels``  refuse images with more pixels than this (default 40 000 000)
 ``dtype``             ``float32`` (default), ``bfloat16`` or ``float16``: the weights' type
 """
@@ -69,7 +70,7 @@ IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "AVIF", "BMP", "TIFF")
 """The formats Pillow may decode here (those its build has): common rasters, none that runs a
 helper program (EPS)."""
 
-DEFAULT_MAX_BATCH_INPUTS = 64
+DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -117,7 +118,7 @@ class ClipEngine:
             raise ValueError("the clip engine needs a model_path: a local Hugging Face CLIP directory")
         self._config = config
         options = config.options
-        self._max_batch_inputs = max(1, int(options.get("max_batch_inputs", DEFAULT_MAX_BATCH_INPUTS)))
+        self._max_batch = max(1, int(options.get("max_batch", DEFAULT_MAX_BATCH)))
         self._max_image_pixels = int(options.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
         self._dtype_name = str(options.get("dtype", "float32"))
         if self._dtype_name not in _DTYPES:
@@ -135,7 +136,7 @@ class ClipEngine:
         self.images_embedded = 0
         self.texts_embedded = 0
         self.requests_embedded = 0
-        self.forward_passes = 0
+        self.batches = 0
 
     # Lifecycle.
 
@@ -200,7 +201,7 @@ class ClipEngine:
             "images_embedded": self.images_embedded,
             "texts_embedded": self.texts_embedded,
             "requests_embedded": self.requests_embedded,
-            "forward_passes": self.forward_passes,
+            "batches": self.batches,
         }
 
     async def abort(self, request_id: str) -> None:
@@ -351,7 +352,7 @@ class ClipEngine:
                                 job.future.set_exception(RequestFailed(f"the clip model failed: {exc}"))
                         continue
                     self._running = []
-                    self.forward_passes += 1
+                    self.batches += 1
                     for job, vectors in zip(batch, results, strict=True):
                         if not job.future.done():
                             job.future.set_result(vectors)
@@ -372,7 +373,7 @@ class ClipEngine:
             if job.future.done():  # its caller went away
                 self._queue.popleft()
                 continue
-            if batch and total + job.size > self._max_batch_inputs:
+            if batch and total + job.size > self._max_batch:
                 break
             batch.append(self._queue.popleft())
             total += job.size
@@ -386,40 +387,44 @@ class ClipEngine:
                 job.future.set_exception(error)
 
     def _forward(self, loaded: _Loaded, batch: list[_Job]) -> list[list[list[float]]]:
-        """One pass per tower over every input of the batch (in the model thread)."""
+        """Every input of the batch through its tower (in the model thread): one pass per tower,
+        or one per ``max_batch`` inputs for a request larger than that."""
         import torch
         import torch.nn.functional as F
 
+        image_offsets: list[int] = []
+        text_offsets: list[int] = []
+        pixel_parts: list[torch.Tensor] = []
+        token_rows: list[list[int]] = []
+        images_seen = 0
+        for job in batch:
+            image_offsets.append(images_seen)
+            text_offsets.append(len(token_rows))
+            if job.pixels is not None:
+                pixel_parts.append(job.pixels)
+                images_seen += int(job.pixels.shape[0])
+            token_rows.extend(job.texts)
+        step = self._max_batch
         with torch.inference_mode():
-            image_offsets: list[int] = []
-            text_offsets: list[int] = []
-            pixel_parts: list[torch.Tensor] = []
-            token_rows: list[list[int]] = []
-            images_seen = 0
-            for job in batch:
-                image_offsets.append(images_seen)
-                text_offsets.append(len(token_rows))
-                if job.pixels is not None:
-                    pixel_parts.append(job.pixels)
-                    images_seen += int(job.pixels.shape[0])
-                token_rows.extend(job.texts)
             image_vectors = None
             if pixel_parts:
                 pixels = torch.cat(pixel_parts).to(loaded.dtype)
-                image_vectors = F.normalize(_features(loaded.model.get_image_features(pixel_values=pixels)).float())
+                image_vectors = torch.cat(
+                    [
+                        _features(loaded.model.get_image_features(pixel_values=pixels[start : start + step]))
+                        for start in range(0, len(pixels), step)
+                    ]
+                )
+                image_vectors = F.normalize(image_vectors.float())
             text_vectors = None
             if token_rows:
-                width = max(len(row) for row in token_rows)
-                input_ids = torch.full((len(token_rows), width), loaded.pad_id, dtype=torch.long)
-                attention_mask = torch.zeros((len(token_rows), width), dtype=torch.long)
-                for row, ids in enumerate(token_rows):
-                    input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-                    attention_mask[row, : len(ids)] = 1
-                text_vectors = F.normalize(
-                    _features(
-                        loaded.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-                    ).float()
+                text_vectors = torch.cat(
+                    [
+                        self._encode_texts(loaded, token_rows[start : start + step])
+                        for start in range(0, len(token_rows), step)
+                    ]
                 )
+                text_vectors = F.normalize(text_vectors.float())
             results: list[list[list[float]]] = []
             for job, image_offset, text_offset in zip(batch, image_offsets, text_offsets, strict=True):
                 rows: list[torch.Tensor] = []
@@ -437,6 +442,19 @@ class ClipEngine:
                 vectors: list[list[float]] = torch.stack(rows).tolist()
                 results.append(vectors)
             return results
+
+    @staticmethod
+    def _encode_texts(loaded: _Loaded, token_rows: list[list[int]]) -> torch.Tensor:
+        """The text tower over right-padded rows; the padding is masked, so it changes nothing."""
+        import torch
+
+        width = max(len(row) for row in token_rows)
+        input_ids = torch.full((len(token_rows), width), loaded.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(token_rows), width), dtype=torch.long)
+        for row, ids in enumerate(token_rows):
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, : len(ids)] = 1
+        return _features(loaded.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
 
 
 def _features(output: Any) -> torch.Tensor:
