@@ -163,10 +163,14 @@ class SentenceTransformersEngine:
                     f"input {too_long} is {len(encoded[too_long])} tokens long; this model takes at most {limit} "
                     '(send "truncate": true to cut inputs to fit)',
                     client_error=True,
+                    code="context_length_exceeded",
                 )
                 continue
             for t in encoded:
-                ids.append(t[:limit] if len(t) > limit else t)
+                if len(t) > limit:
+                    # Cut as the tokenizer would: text keeps its closing special token.
+                    t = t[:limit] if request.token_ids is not None else t[: limit - 1] + t[-1:]
+                ids.append(t)
                 owners.append(r)
         vectors: list[list[float]] = []
         if ids:

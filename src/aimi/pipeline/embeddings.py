@@ -132,9 +132,12 @@ def decode_image(url: str, where: str, max_bytes: int) -> bytes:
     if len(encoded) * 3 // 4 > max_bytes + 3:
         raise invalid_request(f"`{where}` is larger than the image limit of {max_bytes} bytes", param=where)
     try:
-        return base64.b64decode(encoded, validate=True)
+        image = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise invalid_request(f"`{where}` is not valid base64", param=where) from None
+    if len(image) > max_bytes:
+        raise invalid_request(f"`{where}` is larger than the image limit of {max_bytes} bytes", param=where)
+    return image
 
 
 def image_request(body: AzureImageEmbeddingsRequest, policy: Policy, deployment: Deployment) -> EmbeddingWork:
