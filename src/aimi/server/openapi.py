@@ -53,7 +53,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "`extra-parameters: error`, a prompt longer than the context",
         401: "Missing or invalid key",
         413: "Body larger than the configured limit",
-        404: "The deployment does not serve this kind of request (e.g. chat on an embeddings model)",
+        404: "The deployment does not serve this kind of request (chat on an embeddings model, or the reverse)",
         422: "A parameter this deployment cannot honour (`parameter_not_supported`, with `detail[].loc`)",
         429: "Too many requests queued; see Retry-After",
         500: "The engine failed while generating a non-streamed answer (`engine_error`)",
@@ -82,8 +82,8 @@ _API_VERSION = {
 }
 
 
-def _generation(
-    summary: str, request: type[BaseModel], answer: type[BaseModel], chunk: type[BaseModel], azure: bool, tag: str
+def _post(
+    summary: str, request: type[BaseModel], ok: dict[str, Any], statuses: tuple[int, ...], azure: bool, tag: str
 ) -> dict[str, Any]:
     parameters = [_EXTRA_PARAMETERS] + ([_API_VERSION] if azure else [])
     return {
@@ -92,38 +92,27 @@ def _generation(
             "tags": [tag],
             "parameters": parameters,
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
-            "responses": {
-                "200": {
-                    "description": "The answer; with `stream: true`, server-sent events of chunks ending in "
-                    "`data: [DONE]`",
-                    "content": {
-                        "application/json": {"schema": _ref(answer)},
-                        "text/event-stream": {"schema": _ref(chunk)},
-                    },
-                },
-                **_errors(400, 401, 413, 422, 429, 500, 503),
-            },
+            "responses": {"200": ok, **_errors(*statuses)},
         }
     }
+
+
+def _generation(
+    summary: str, request: type[BaseModel], answer: type[BaseModel], chunk: type[BaseModel], azure: bool, tag: str
+) -> dict[str, Any]:
+    ok = {
+        "description": "The answer; with `stream: true`, server-sent events of chunks ending in `data: [DONE]`",
+        "content": {"application/json": {"schema": _ref(answer)}, "text/event-stream": {"schema": _ref(chunk)}},
+    }
+    return _post(summary, request, ok, (400, 401, 404, 413, 422, 429, 500, 503), azure, tag)
 
 
 def _embeddings(summary: str, request: type[BaseModel], azure: bool, tag: str) -> dict[str, Any]:
-    parameters = [_EXTRA_PARAMETERS] + ([_API_VERSION] if azure else [])
-    return {
-        "post": {
-            "summary": summary,
-            "tags": [tag],
-            "parameters": parameters,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
-            "responses": {
-                "200": {
-                    "description": "One embedding per input, in the requested encoding_format",
-                    "content": {"application/json": {"schema": _ref(out.EmbeddingsResult)}},
-                },
-                **_errors(400, 401, 404, 413, 422, 429, 503),
-            },
-        }
+    ok = {
+        "description": "One embedding per input, in the requested encoding_format",
+        "content": {"application/json": {"schema": _ref(out.EmbeddingsResult)}},
     }
+    return _post(summary, request, ok, (400, 401, 404, 413, 422, 429, 503), azure, tag)
 
 
 def _get(
