@@ -18,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 
+from aimi.deployments.build import DeploymentSpec, from_settings
 from aimi.deployments.profile import ModelProfile
 from aimi.deployments.sources import ResolvedModel, resolve
 from aimi.server import create_app
@@ -84,10 +85,12 @@ def in_process(
     model: ResolvedModel = FAKE_MODEL,
     keys: list[str] | None = None,
     wait_ready: bool = True,
+    specs: list[DeploymentSpec] | None = None,
 ) -> Iterator[InProcessServer]:
     """An aimi app on the fake engine (unless ``settings`` say otherwise) in a background thread."""
     values: dict[str, Any] = {"engine": "fake", "home": "/nonexistent", **(settings or {})}
-    app = create_app(Settings(**values), model, [KEY] if keys is None else keys)
+    settings = Settings(**values)
+    app = create_app(settings, specs or from_settings(settings, model), [KEY] if keys is None else keys)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)

@@ -41,7 +41,12 @@ def expected_status(path: str) -> int:
 
 def route_calls(server: InProcessServer) -> list[tuple[str, str]]:
     """Every (path, method) the app serves, walked from the live app's route table."""
-    return [(route.path, method) for route in server.app.routes for method in sorted(route.methods)]
+    # Per-deployment paths are walked for the one deployment this server has.
+    return [
+        (route.path.replace("{deployment}", server.deployment.name), method)
+        for route in server.app.routes
+        for method in sorted(route.methods)
+    ]
 
 
 def call(server: InProcessServer, path: str, method: str, headers: dict[str, str]) -> httpx.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -111,14 +112,16 @@ def test_engine_failure_mid_stream_is_visible_to_both_sdks(tmp_path: Path) -> No
         "--engine-options",
         '{"text": "one two three four five six", "fail_after": 3}',
     ]
-    with aimi_process(tmp_path / "home", args) as server:
-        azure = ChatCompletionsClient(endpoint=server.url, credential=AzureKeyCredential(server.key), retry_total=0)
+    with aimi_process(tmp_path / "home", args) as server, contextlib.ExitStack() as stack:
         seen: list[str] = []
-        with pytest.raises(HttpResponseError, match="Response ended prematurely"):
-            for update in azure.complete(messages=[UserMessage("hi")], stream=True):
-                seen.append(update.choices[0].delta.content or "")
+        credential = AzureKeyCredential(server.key)
+        with ChatCompletionsClient(endpoint=server.url, credential=credential, retry_total=0) as azure:
+            with pytest.raises(HttpResponseError, match="Response ended prematurely"):
+                for update in azure.complete(messages=[UserMessage("hi")], stream=True):
+                    seen.append(update.choices[0].delta.content or "")
         assert "".join(seen) == "one two three "
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=server.key, max_retries=0)
+        stack.callback(client.close)
         with pytest.raises(openai.APIError, match="the engine failed to generate a response"):
             for _ in client.chat.completions.create(
                 model="x", messages=[{"role": "user", "content": "hi"}], stream=True
@@ -127,3 +130,39 @@ def test_engine_failure_mid_stream_is_visible_to_both_sdks(tmp_path: Path) -> No
         # The server keeps serving: a request shorter than the failure point succeeds.
         whole = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
         assert whole.choices[0].message.content == "one two "
+
+
+def test_serve_config_serves_every_deployment_of_the_file(tmp_path: Path) -> None:
+    model = tmp_path / "stand-in.gguf"
+    model.write_bytes(b"GGUF")
+    config = tmp_path / "aimi.toml"
+    config.write_text(
+        f'[[deployments]]\nname = "first"\nmodel = "{model}"\nengine = "fake"\n'
+        '[deployments.engine_options]\ntext = "one"\n\n'
+        f'[[deployments]]\nname = "second"\nmodel = "{model}"\nengine = "fake"\n'
+        '[deployments.engine_options]\ntext = "two"\n'
+    )
+    with aimi_process(tmp_path / "home", ["--config", str(config)]) as server:
+        with openai.OpenAI(base_url=f"{server.url}/v1", api_key=server.key, max_retries=0) as client:
+            assert [m.id for m in client.models.list().data] == ["first", "second"]
+            for name, text in (("first", "one"), ("second", "two")):
+                answer = client.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}])
+                assert answer.choices[0].message.content == text
+        endpoint = f"{server.url}/deployments/second"
+        with ChatCompletionsClient(endpoint=endpoint, credential=AzureKeyCredential(server.key)) as azure:
+            assert azure.complete(messages=[UserMessage("hi")]).choices[0].message.content == "two"
+
+
+def test_config_check_validates_without_starting(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[[deployments]]\nname = "a"\nmodel = "smollm2-135m-instruct"\n')
+    done = subprocess.run([sys.executable, "-m", "aimi", "config", "check", str(good)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"{good}: 1 deployment(s), valid"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[deployments]]\nname = "a"\nmodel = "m.gguf"\ncontext_size = 10\n')
+    done = subprocess.run([sys.executable, "-m", "aimi", "config", "check", str(bad)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"aimi: {bad}: deployments[0] ('a').context_size: Input should be greater than")

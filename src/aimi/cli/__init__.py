@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aimi.cli import chat, serve
+from aimi.cli import chat, config, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve.add_parser(commands)
     chat.add_parser(commands)
+    config.add_parser(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

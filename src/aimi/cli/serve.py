@@ -6,12 +6,15 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
 
 from aimi.auth.keys import load_or_create_key
+from aimi.deployments.build import DeploymentSpec, from_config, from_settings
+from aimi.deployments.config import ConfigError, load_config
 from aimi.deployments.sources import ModelSourceError, resolve
 from aimi.server import create_app
 from aimi.settings import Settings
@@ -36,12 +39,24 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--context-size", type=int, help="context of each slot in tokens (default 2048)")
     parser.add_argument("--threads", type=int, help="CPU threads for the engine (default: all)")
     parser.add_argument("--name", dest="deployment_name", help="name to serve the model under")
+    parser.add_argument("--config", type=Path, help="a deployments file (TOML): serve every deployment in it")
     parser.set_defaults(run=run)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for field in ("model", "host", "port", "engine", "slots", "context_size", "threads", "deployment_name", "no_auth"):
+    for field in (
+        "model",
+        "host",
+        "port",
+        "engine",
+        "slots",
+        "context_size",
+        "threads",
+        "deployment_name",
+        "no_auth",
+        "config",
+    ):
         value = getattr(args, field)
         if value is not None:
             overrides[field] = value
@@ -52,17 +67,20 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def run(args: argparse.Namespace) -> int:
+def _status(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _specs(settings: Settings) -> list[DeploymentSpec] | int:
+    """The deployments to serve, or the exit code after saying why there are none."""
+    if settings.config is not None:
+        try:
+            return from_config(settings, load_config(settings.config), _status)
+        except ConfigError as exc:
+            print(f"aimi: {exc}", file=sys.stderr)
+            return 2
     try:
-        settings = _settings(args)
-    except (ValidationError, json.JSONDecodeError) as exc:
-        print(f"aimi: invalid settings: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        model = resolve(
-            settings.model, settings.cache_dir, status=lambda line: print(line, file=sys.stderr, flush=True)
-        )
+        model = resolve(settings.model, settings.cache_dir, status=_status)
     except ModelSourceError as exc:
         print(f"aimi: {exc}", file=sys.stderr)
         return 1
@@ -71,6 +89,19 @@ def run(args: argparse.Namespace) -> int:
             f"aimi: say which engine serves {model.path} (--engine sentence-transformers, clip, ...)", file=sys.stderr
         )
         return 2
+    return from_settings(settings, model)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+    except (ValidationError, json.JSONDecodeError) as exc:
+        print(f"aimi: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    specs = _specs(settings)
+    if isinstance(specs, int):
+        return specs
     keys: list[str] | None
     if settings.no_auth:
         keys = None
@@ -82,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         keys = [key]
         origin = "generated and saved" if created else "from"
         print(f"aimi: API key ({origin} {settings.home / 'api-key'}): {key}", file=sys.stderr)
-    app = create_app(settings, model, keys)
+    app = create_app(settings, specs, keys)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -101,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             print(
-                f"aimi: serving {model.display_name} at http://{shown}:{port} "
+                f"aimi: serving {', '.join(s.display_name for s in specs)} at http://{shown}:{port} "
                 f"(Azure: http://{shown}:{port}/models, OpenAI: http://{shown}:{port}/v1)",
                 file=sys.stderr,
                 flush=True,

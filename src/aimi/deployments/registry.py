@@ -79,17 +79,26 @@ class Deployments:
     def __iter__(self) -> Iterator[Deployment]:
         return iter(self._by_name.values())
 
-    def resolve(self, model: str | None) -> Deployment:
-        """The deployment for a request. With one deployment, ``model`` is ignored (as Azure
-        endpoints serving one model do); with several it must name one."""
-        if len(self._by_name) == 1:
+    def resolve(self, model: str | None, pinned: str | None = None) -> Deployment:
+        """The deployment for a request.
+
+        ``pinned`` comes from the path (``/deployments/{name}/...``) and must exist. Otherwise
+        ``model`` (the ``azureml-model-deployment`` header, or the body's ``model``) picks one; with a
+        single deployment it is ignored, as Azure endpoints serving one model do. An unknown name
+        is a 404 that does not list the others.
+        """
+        if pinned is None and len(self._by_name) == 1:
             return next(iter(self._by_name.values()))
-        if model is None:
+        name = pinned if pinned is not None else model
+        if name is None:
             raise ApiError(
-                "invalid_request", "`model` is required: this endpoint serves several deployments", param="model"
+                "invalid_request",
+                "this endpoint serves several deployments: name one with `model` in the body, the "
+                "azureml-model-deployment header, or the path /deployments/{name}/...",
+                param="model",
             )
-        deployment = self._by_name.get(model)
+        deployment = self._by_name.get(name)
         if deployment is None:
-            known = ", ".join(sorted(self._by_name))
-            raise ApiError("NotFound", f"no deployment named '{model}'; known: {known}", param="model")
+            shown = name if len(name) <= 64 else name[:61] + "..."
+            raise ApiError("NotFound", f"no deployment named {shown!r}", param="model")
         return deployment

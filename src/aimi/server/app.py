@@ -17,17 +17,17 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from aimi.auth.keys import KeyVerifier
-from aimi.deployments.registry import Deployment, Deployments, Limits
-from aimi.deployments.sources import ResolvedModel
+from aimi.deployments.build import DeploymentSpec
+from aimi.deployments.registry import Deployment, Deployments
 from aimi.engines import build_engine
-from aimi.engines.api import EngineConfig, EngineDead, EngineState
+from aimi.engines.api import EngineDead, EngineState
 from aimi.protocol.errors import ApiError
 from aimi.server import openapi
 from aimi.server.middleware.access_log import AccessLogMiddleware
 from aimi.server.middleware.auth import AuthMiddleware
 from aimi.server.middleware.body_limit import BodyLimitMiddleware
 from aimi.server.middleware.request_id import RequestIdMiddleware
-from aimi.server.openapi import AZURE_PREFIXES
+from aimi.server.openapi import AZURE_PREFIXES, DEPLOYMENT_PREFIX
 from aimi.server.responses import api_error, client_gone, http_error, unexpected
 from aimi.settings import Settings
 from aimi.surfaces import handlers
@@ -52,7 +52,7 @@ async def health(request: Request) -> Response:
 
 def routes() -> list[BaseRoute]:
     table: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
-    for prefix in AZURE_PREFIXES:
+    for prefix in (*AZURE_PREFIXES, DEPLOYMENT_PREFIX):
         table += [
             Route(f"{prefix}/info", handlers.info, methods=["GET"]),
             Route(f"{prefix}/chat/completions", partial(handlers.chat_completions, surface=AZURE), methods=["POST"]),
@@ -65,48 +65,38 @@ def routes() -> list[BaseRoute]:
         Route("/v1/chat/completions", partial(handlers.chat_completions, surface=OPENAI), methods=["POST"]),
         Route("/v1/completions", partial(handlers.completions, surface=OPENAI), methods=["POST"]),
         Route("/v1/embeddings", partial(handlers.text_embeddings, surface=OPENAI), methods=["POST"]),
+        Route(
+            f"{DEPLOYMENT_PREFIX}/v1/chat/completions",
+            partial(handlers.chat_completions, surface=OPENAI),
+            methods=["POST"],
+        ),
+        Route(f"{DEPLOYMENT_PREFIX}/v1/completions", partial(handlers.completions, surface=OPENAI), methods=["POST"]),
+        Route(
+            f"{DEPLOYMENT_PREFIX}/v1/embeddings", partial(handlers.text_embeddings, surface=OPENAI), methods=["POST"]
+        ),
         Route("/swagger.json", openapi.document, methods=["GET"]),
         Route("/openapi.json", openapi.document, methods=["GET"]),
     ]
     return table
 
 
-def create_app(settings: Settings, model: ResolvedModel, keys: list[str] | None = None) -> Starlette:
-    """The ASGI app serving ``model`` with ``settings``; ``keys`` None means no auth."""
-    config = EngineConfig(
-        model_path=str(model.path),
-        slots=settings.slots,
-        context_size=settings.context_size,
-        threads=settings.threads,
-        options=settings.engine_options,
-    )
-    engine = build_engine(settings.engine or model.engine, config)
-    profile = model.profile
+def _deployment(spec: DeploymentSpec) -> Deployment:
+    engine = build_engine(spec.engine, spec.engine_config)
+    profile = spec.profile
     if not engine.capabilities.chat and profile.model_type == "chat-completion":
         # A model given by path: what it is follows from the engine that serves it.
-        profile = replace(
-            profile, model_type="image_embeddings" if engine.capabilities.image_embeddings else "embeddings"
-        )
-    deployment = Deployment(
-        name=settings.deployment_name or model.name,
-        display_name=model.display_name,
-        profile=profile,
-        engine=engine,
-        limits=Limits(
-            max_tokens=settings.max_tokens_limit,
-            max_messages=settings.max_messages,
-            max_queue=settings.max_queue,
-            default_temperature=settings.default_temperature,
-            max_n=settings.max_n,
-            max_best_of=settings.max_best_of,
-            max_logit_bias=settings.max_logit_bias,
-            max_tools=settings.max_tools,
-            max_embedding_inputs=settings.max_embedding_inputs,
-            max_embedding_chars=settings.max_embedding_chars,
-            max_image_bytes=settings.max_image_bytes,
-        ),
+        if engine.capabilities.image_embeddings:
+            profile = replace(profile, model_type="image_embeddings")
+        else:
+            profile = replace(profile, model_type="embeddings")
+    return Deployment(
+        name=spec.name, display_name=spec.display_name, profile=profile, engine=engine, limits=spec.limits
     )
-    deployments = Deployments([deployment])
+
+
+def create_app(settings: Settings, specs: list[DeploymentSpec], keys: list[str] | None = None) -> Starlette:
+    """The ASGI app serving ``specs`` with ``settings``; ``keys`` None means no auth."""
+    deployments = Deployments([_deployment(spec) for spec in specs])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

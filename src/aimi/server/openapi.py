@@ -24,6 +24,15 @@ from aimi.surfaces.responses import JSONResponse
 # Azure clients append routes to whatever endpoint they were given: the Foundry style ends
 # in /models, the 2025 spec's host template in /api/models.
 AZURE_PREFIXES = ("", "/models", "/api/models")
+# One deployment by path, so a client can point its endpoint at it.
+DEPLOYMENT_PREFIX = "/deployments/{deployment}"
+_DEPLOYMENT = {
+    "name": "deployment",
+    "in": "path",
+    "required": True,
+    "description": "The deployment's name.",
+    "schema": {"type": "string"},
+}
 _MODELS: list[type[BaseModel]] = [
     AzureChatRequest,
     OpenAIChatRequest,
@@ -149,7 +158,7 @@ def build() -> dict[str, Any]:
             public=True,
         ),
     }
-    for prefix in AZURE_PREFIXES:
+    for prefix in (*AZURE_PREFIXES, DEPLOYMENT_PREFIX):
         paths[f"{prefix}/info"] = _get(
             "Azure AI Model Inference: the model behind the endpoint", out.ModelInfo, "azure", parameters=[_API_VERSION]
         )
@@ -183,6 +192,13 @@ def build() -> dict[str, Any]:
     paths["/v1/completions"] = _generation(
         "OpenAI: text completions", OpenAICompletionRequest, out.TextCompletion, out.TextCompletion, False, "openai"
     )
+    for suffix in ("/chat/completions", "/completions", "/embeddings"):
+        paths[f"{DEPLOYMENT_PREFIX}/v1{suffix}"] = paths[f"/v1{suffix}"]
+    for path, item in paths.items():
+        if path.startswith(DEPLOYMENT_PREFIX):
+            paths[path] = {
+                method: {**op, "parameters": [_DEPLOYMENT, *op.get("parameters", [])]} for method, op in item.items()
+            }
     for path in ("/swagger.json", "/openapi.json"):
         paths[path] = {
             "get": {

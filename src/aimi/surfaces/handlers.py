@@ -84,7 +84,7 @@ def _deployments(request: Request) -> Deployments:
 
 def _deployment(request: Request, model: str | None, kind: str) -> Deployment:
     name = request.headers.get("azureml-model-deployment") or model
-    deployment = _deployments(request).resolve(name)
+    deployment = _deployments(request).resolve(name, request.path_params.get("deployment"))
     what, capability = _KINDS[kind]
     if not getattr(deployment.engine.capabilities, capability):
         raise ApiError(
@@ -135,7 +135,8 @@ async def completions(request: Request, surface: Surface) -> Response:
 
 async def info(request: Request) -> Response:
     """Azure ``GET /info``: the model behind the endpoint."""
-    deployment = _deployments(request).resolve(request.query_params.get("model"))
+    name = request.query_params.get("model") or request.headers.get("azureml-model-deployment")
+    deployment = _deployments(request).resolve(name, request.path_params.get("deployment"))
     return JSONResponse(
         {
             "model_name": deployment.display_name,

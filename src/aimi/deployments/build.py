@@ -1,0 +1,118 @@
+"""From settings or a deployments file to the specs of what one aimi serves."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from aimi.deployments.config import ConfigError, DeploymentConfig, FileConfig
+from aimi.deployments.profile import ModelProfile
+from aimi.deployments.registry import Limits
+from aimi.deployments.sources import ModelSourceError, ResolvedModel, resolve
+from aimi.engines.api import EngineConfig
+from aimi.settings import Settings
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """Everything needed to build one deployment: names, engine and its config, profile, limits."""
+
+    name: str
+    display_name: str
+    engine: str
+    engine_config: EngineConfig
+    profile: ModelProfile
+    limits: Limits
+
+
+def server_limits(settings: Settings) -> Limits:
+    """The per-request limits of the server's settings."""
+    return Limits(
+        max_tokens=settings.max_tokens_limit,
+        max_messages=settings.max_messages,
+        max_queue=settings.max_queue,
+        default_temperature=settings.default_temperature,
+        max_n=settings.max_n,
+        max_best_of=settings.max_best_of,
+        max_logit_bias=settings.max_logit_bias,
+        max_tools=settings.max_tools,
+        max_embedding_inputs=settings.max_embedding_inputs,
+        max_embedding_chars=settings.max_embedding_chars,
+        max_image_bytes=settings.max_image_bytes,
+    )
+
+
+def from_settings(settings: Settings, model: ResolvedModel) -> list[DeploymentSpec]:
+    """The one deployment of ``aimi serve --model``."""
+    config = EngineConfig(
+        model_path=str(model.path),
+        slots=settings.slots,
+        context_size=settings.context_size,
+        threads=settings.threads,
+        options=settings.engine_options,
+    )
+    return [
+        DeploymentSpec(
+            name=settings.deployment_name or model.name,
+            display_name=model.display_name,
+            engine=settings.engine or model.engine or "llamacpp",
+            engine_config=config,
+            profile=model.profile,
+            limits=server_limits(settings),
+        )
+    ]
+
+
+def _spec(settings: Settings, entry: DeploymentConfig, model: ResolvedModel | None, where: str) -> DeploymentSpec:
+    options = dict(entry.engine_options)
+    key_env = options.pop("api_key_env", None)
+    if key_env is not None:
+        if key_env not in os.environ:
+            raise ConfigError(f"{where}.engine_options.api_key_env: the environment has no {key_env}")
+        options["api_key"] = os.environ[key_env]
+    engine = entry.engine or (model.engine if model else "") or "llamacpp"
+    profile = model.profile if model else ModelProfile()
+    overrides = entry.profile.model_dump(exclude_none=True, exclude={"display_name"})
+    profile = replace(profile, **overrides)
+    limits = server_limits(settings)
+    limits = replace(limits, **entry.limits.model_dump(exclude_none=True))
+    if entry.defaults.temperature is not None:
+        limits = replace(limits, default_temperature=entry.defaults.temperature)
+    return DeploymentSpec(
+        name=entry.name,
+        display_name=entry.profile.display_name or (model.display_name if model else entry.name),
+        engine=engine,
+        engine_config=EngineConfig(
+            model_path=str(model.path) if model else None,
+            slots=entry.slots or settings.slots,
+            context_size=entry.context_size or settings.context_size,
+            threads=entry.threads or settings.threads,
+            options=options,
+        ),
+        profile=profile,
+        limits=limits,
+    )
+
+
+def from_config(settings: Settings, config: FileConfig, status: Callable[[str], None]) -> list[DeploymentSpec]:
+    """The deployments of a file, their models fetched into the cache first."""
+    specs = []
+    for i, entry in enumerate(config.deployments):
+        where = f"deployments[{i}] ({entry.name!r})"
+        try:
+            model = resolve(entry.model, settings.cache_dir, status) if entry.model else None
+        except ModelSourceError as exc:
+            raise ConfigError(f"{where}.model: {exc}") from None
+        specs.append(_spec(settings, entry, model, where))
+    return specs
+
+
+def check(settings: Settings, config: FileConfig, path: Path) -> list[str]:
+    """What ``aimi config check`` reports: one line per deployment, without fetching anything."""
+    lines = []
+    for entry in config.deployments:
+        source = entry.model or entry.engine_options.get("url", "")
+        lines.append(f"{entry.name}: {entry.engine or 'catalog/default engine'} <- {source}")
+    return lines

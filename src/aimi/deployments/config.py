@@ -1,0 +1,152 @@
+"""The deployments file: several deployments, one aimi.
+
+TOML (read with the standard library's ``tomllib``), one ``[[deployments]]`` table each::
+
+    [[deployments]]
+    name = "chat"
+    model = "smollm2-135m-instruct"      # catalog name, .gguf path, model directory, pypi://...
+    slots = 2
+    context_size = 2048
+
+    [deployments.profile]                # optional: what the model can do
+    display_name = "SmolLM2-135M-Instruct"
+    system_role = true
+
+    [deployments.defaults]               # optional: sampling defaults
+    temperature = 0.2
+
+    [deployments.limits]                 # optional: per-request limits (else the server's)
+    max_tokens = 1024
+
+    [[deployments]]
+    name = "remote"
+    engine = "upstream"                  # an OpenAI-compatible server elsewhere
+    [deployments.engine_options]
+    url = "http://10.0.0.5:8000/v1"
+    api_key_env = "REMOTE_KEY"           # the upstream's key comes from the environment
+
+Every mistake is reported with the deployment and the field: ``deployments[1] ('remote').engine_options.url``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(Exception):
+    """A deployments file that cannot be served; the message names the place and the rule."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProfileConfig(_Strict):
+    """Overrides of the model profile (the catalog's, or the defaults for a path)."""
+
+    display_name: str | None = None
+    provider: str | None = None
+    model_type: Literal["chat-completion", "embeddings", "image_embeddings"] | None = None
+    system_role: bool | None = None
+    vision: bool | None = None
+    audio: bool | None = None
+    dimensions: bool | None = None
+    input_prefixes: dict[str, str] | None = None
+
+
+class DefaultsConfig(_Strict):
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+
+
+class LimitsConfig(_Strict):
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_messages: Annotated[int, Field(ge=1)] | None = None
+    max_queue: Annotated[int, Field(ge=0)] | None = None
+    max_n: Annotated[int, Field(ge=1)] | None = None
+    max_best_of: Annotated[int, Field(ge=1)] | None = None
+    max_logit_bias: Annotated[int, Field(ge=0)] | None = None
+    max_tools: Annotated[int, Field(ge=1)] | None = None
+    max_embedding_inputs: Annotated[int, Field(ge=1)] | None = None
+    max_embedding_chars: Annotated[int, Field(ge=1)] | None = None
+    max_image_bytes: Annotated[int, Field(ge=1024)] | None = None
+
+
+class DeploymentConfig(_Strict):
+    """One deployment of the file."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    model: str | None = None
+    engine: str | None = None
+    engine_options: dict[str, Any] = Field(default_factory=dict)
+    slots: Annotated[int, Field(ge=1, le=256)] | None = None
+    context_size: Annotated[int, Field(ge=64)] | None = None
+    threads: Annotated[int, Field(ge=1)] | None = None
+    profile: ProfileConfig = Field(default_factory=ProfileConfig)
+    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    @field_validator("engine_options")
+    @classmethod
+    def _no_inline_secrets(cls, options: dict[str, Any]) -> dict[str, Any]:
+        if "api_key" in options:
+            raise ValueError("put the upstream's key in the environment and name it with api_key_env, not api_key")
+        return options
+
+
+class FileConfig(_Strict):
+    """The whole file."""
+
+    deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
+
+
+def _where(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and i > 0 and loc[i - 1] == "deployments":
+            entries = raw.get("deployments") or []
+            name = entries[part].get("name") if part < len(entries) and isinstance(entries[part], dict) else None
+            parts[-1] += f"[{part}]" + (f" ({name!r})" if name else "")
+        elif isinstance(part, int):
+            parts[-1] += f"[{part}]"
+        else:
+            parts.append(str(part))
+    return ".".join(parts) or "file"
+
+
+def parse_config(text: str, source: str = "config") -> FileConfig:
+    """The deployments of a TOML text, or a :class:`ConfigError` naming each mistake."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        config = FileConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            what = "is required" if error["type"] == "missing" else error["msg"]
+            problems.append(f"{_where(tuple(error['loc']), raw)}: {what}")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+    names = [d.name for d in config.deployments]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{source}: deployment names must be unique; repeated: {', '.join(duplicates)}")
+    for i, deployment in enumerate(config.deployments):
+        if deployment.model is None and deployment.engine != "upstream":
+            raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).model is required")
+        if deployment.engine == "upstream" and "url" not in deployment.engine_options:
+            raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).engine_options.url is required")
+    return config
+
+
+def load_config(path: Path) -> FileConfig:
+    """The deployments file at ``path``."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+    return parse_config(text, str(path))

@@ -1,0 +1,654 @@
+"""A deployment served by another server: anything speaking the OpenAI API (vLLM, SGLang, TGI,
+llama-server, Ollama, another aimi), reached over HTTP through one pooled ``httpx`` client.
+
+Options (``EngineConfig.options``); an unknown option is a ``ValueError``, so a typo cannot pass
+silently:
+
+``url``              the upstream's base URL, ``/v1`` included (``http://127.0.0.1:8080/v1``); required
+``model``            the model name sent upstream; default: the first one the upstream's
+                     ``/models`` lists (none listed: the field is left out)
+``api_key``          sent as ``Authorization: Bearer``; never logged, never in an error message
+``connect_timeout``  seconds to open a connection (default 5)
+``read_timeout``     the longest silence, in seconds, between two reads of an answer (default 300)
+``max_connections``  the pool's size (default 64); also the deployment's ``n_slots``
+``context_length``   the model's context for :class:`ModelFacts` (default: the ``max_model_len``
+                     vLLM lists in ``/models``, else 4096)
+``kind``             ``chat`` (default: chat and text completions) or ``embeddings``
+``capabilities``     which optional features the upstream really has, as ``{flag: bool}`` for
+                     ``structured_output``, ``logprobs``, ``logit_bias``, ``stop_token_ids`` and
+                     ``token_inputs``; all false by default, since a server that ignores an unknown
+                     field would silently not honour it
+``start_timeout``    how long ``start()`` keeps trying to reach the upstream (default 0: one try)
+
+``start()`` asks ``GET {url}/models``. An upstream that cannot be reached (or answers 5xx) until
+``start_timeout`` has passed, or that refuses the key (401/403), is an :class:`EngineDead`: the
+deployment reports itself unhealthy instead of failing every request. After that the engine stays
+READY whatever the upstream does: a restart or a network hiccup fails the requests it touches
+(:class:`RequestFailed`), not the engine.
+
+Generation is always streamed from the upstream (``stream_options.include_usage``), so closing the
+iterator, or aborting the request, closes the upstream connection and the upstream stops too.
+Errors map as follows:
+
+* HTTP 400, 413, 422 and other 4xx blamed on the request: ``RequestFailed(client_error=True)``,
+  code ``context_length_exceeded`` when the upstream says the input is too long for the context,
+  else ``invalid_request``, with the upstream's own message (truncated).
+* HTTP 401/403 (the deployment's key), 404 (its model name or a missing route), 408, 429 and 5xx:
+  ``RequestFailed(client_error=False)``: not the client's fault, so not a 4xx for the client.
+* Connection refused, a timeout, a connection broken mid-answer, an ``{"error": ...}`` frame in the
+  stream, a stream that ends before the answer does: ``RequestFailed(client_error=False)``.
+
+Usage is the upstream's own ``usage``. An upstream that sends none gets ``prompt_tokens`` 0 and
+``completion_tokens`` = the number of chunks that carried text (one token per chunk, which holds
+for vLLM and llama-server, but is an approximation).
+
+``extra_parameters``: ``top_k``, ``min_p``, ``repetition_penalty`` and ``ignore_eos`` are passed
+through as they are; ``repetition_penalty`` also as ``repeat_penalty``, llama-server's name for it.
+Reasoning text (``reasoning_content``) is not forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from aimi.engines.api import (
+    ChatTurn,
+    EmbeddingRequest,
+    Embeddings,
+    EngineCapabilities,
+    EngineConfig,
+    EngineDead,
+    EngineState,
+    Event,
+    Finish,
+    FinishReason,
+    GenerationRequest,
+    ModelFacts,
+    RequestFailed,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+_OPTIONS = frozenset(
+    {
+        "url",
+        "model",
+        "api_key",
+        "connect_timeout",
+        "read_timeout",
+        "max_connections",
+        "context_length",
+        "kind",
+        "capabilities",
+        "start_timeout",
+    }
+)
+_FLAGS = ("structured_output", "logprobs", "logit_bias", "stop_token_ids", "token_inputs")
+_EXTRAS: dict[str, type | tuple[type, ...]] = {
+    "top_k": int,
+    "min_p": (int, float),
+    "repetition_penalty": (int, float),
+    "ignore_eos": bool,
+}
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+# Upstream statuses that are not the client's fault: the deployment's key, its model name or a
+# route the upstream lacks, and the upstream being busy.
+_NOT_CLIENT_ERRORS = frozenset({401, 403, 404, 407, 408, 429})
+_MAX_MESSAGE = 500
+_MAX_ERROR_BODY = 64 * 1024
+_START_PROBE_TIMEOUT = 10.0
+_START_RETRY_DELAY = 0.5
+# uvicorn (vLLM, SGLang, aimi) and cpp-httplib (llama-server) drop idle connections after 5 s:
+# reusing one just as it is dropped fails the request, so idle connections are let go sooner.
+_KEEPALIVE_EXPIRY = 3.0
+
+
+def _number(options: dict[str, Any], name: str, default: float, *, integer: bool = False, zero: bool = False) -> float:
+    value: object = options.get(name, default)
+    kind = "integer" if integer else "number"
+    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
+        raise ValueError(f"upstream option {name!r} must be a {kind}, not {value!r}")
+    if value < 0 or (value == 0 and not zero):
+        raise ValueError(f"upstream option {name!r} must be a {'non-negative' if zero else 'positive'} {kind}")
+    return float(value)
+
+
+def _shown(url: str) -> str:
+    """The URL as it may appear in logs and messages: no user or password."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _turn_to_json(turn: ChatTurn) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": turn.role, "content": turn.content}
+    if turn.tool_calls:
+        message["tool_calls"] = list(turn.tool_calls)
+    if turn.tool_call_id is not None:
+        message["tool_call_id"] = turn.tool_call_id
+    return message
+
+
+def _is_context_error(error: dict[str, Any], message: str) -> bool:
+    tags = f"{error.get('code', '')} {error.get('type', '')}".lower()
+    text = message.lower()
+    return (
+        "context_length" in tags
+        or "exceed_context" in tags
+        or "context length" in text
+        or "context size" in text
+        or "context window" in text
+        or ("maximum context" in text)
+    )
+
+
+def _error_parts(body: Any) -> tuple[dict[str, Any], str]:
+    """The error object and its message, from the shapes servers use: OpenAI's (and aimi's,
+    llama-server's) ``{"error": {...}}``, vLLM's older flat ``{"object": "error", "message"}``,
+    TGI's ``{"error": "..."}``, FastAPI's ``{"detail": ...}``."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return error, str(error.get("message") or json.dumps(error))
+        if isinstance(error, str):
+            return body, error
+        if isinstance(body.get("message"), str):
+            return body, body["message"]
+        if "detail" in body:
+            return body, str(body["detail"])
+        return body, json.dumps(body)
+    return {}, str(body)
+
+
+@dataclass
+class _Progress:
+    """One streamed request, as the engine tracks it."""
+
+    response: httpx.Response | None = None
+    aborted: bool = False
+    done: bool = False
+    finished: set[int] = field(default_factory=set)
+    text_chunks: int = 0
+    usage: Usage | None = None
+
+
+class UpstreamEngine:
+    """Generations and embeddings served by an OpenAI-compatible server over HTTP."""
+
+    capabilities = EngineCapabilities(chat=True, completions=True, extra_parameters=dict(_EXTRAS))
+
+    def __init__(self, config: EngineConfig) -> None:
+        options = dict(config.options)
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown upstream option(s) {unknown}; known: {', '.join(sorted(_OPTIONS))}")
+        url = options.get("url")
+        if not isinstance(url, str) or not url:
+            raise ValueError("the upstream engine needs a 'url' option, e.g. http://127.0.0.1:8080/v1")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"the upstream url must be an http:// or https:// URL, not {_shown(url)!r}")
+        self._url = url.rstrip("/")
+        self._shown = _shown(self._url)
+        model = options.get("model")
+        if model is not None and not isinstance(model, str):
+            raise ValueError("upstream option 'model' must be a string")
+        self._model: str | None = model or None
+        api_key = options.get("api_key")
+        if api_key is not None and not isinstance(api_key, str):
+            raise ValueError("upstream option 'api_key' must be a string")
+        self._api_key: str | None = api_key or None
+        self._connect_timeout = _number(options, "connect_timeout", 5)
+        self._read_timeout = _number(options, "read_timeout", 300)
+        self._max_connections = int(_number(options, "max_connections", 64, integer=True))
+        self._start_timeout = _number(options, "start_timeout", 0, zero=True)
+        self._context_length: int | None = None
+        if "context_length" in options:
+            self._context_length = int(_number(options, "context_length", 4096, integer=True))
+        kind = options.get("kind", "chat")
+        if kind not in ("chat", "embeddings"):
+            raise ValueError(f"upstream option 'kind' must be 'chat' or 'embeddings', not {kind!r}")
+        flags = options.get("capabilities") or {}
+        if not isinstance(flags, dict) or set(flags) - set(_FLAGS):
+            raise ValueError(f"upstream option 'capabilities' must map some of {', '.join(_FLAGS)} to true or false")
+        if not all(isinstance(value, bool) for value in flags.values()):
+            raise ValueError("upstream option 'capabilities' takes true or false for each flag")
+        chosen = {name: bool(flags.get(name, False)) for name in _FLAGS}
+        if kind == "chat":
+            self.capabilities = EngineCapabilities(
+                chat=True, completions=True, extra_parameters=dict(_EXTRAS), **chosen
+            )
+        else:
+            self.capabilities = EngineCapabilities(
+                chat=False, completions=False, embeddings=True, token_inputs=chosen["token_inputs"]
+            )
+        self._client: httpx.AsyncClient | None = None
+        self._state = EngineState.LOADING
+        self._active: dict[str, _Progress] = {}
+        self._requests = 0
+        self._failures = 0
+        self._tokens_generated = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> ModelFacts:
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(self._read_timeout, connect=self._connect_timeout, pool=None),
+            limits=httpx.Limits(
+                max_connections=self._max_connections,
+                max_keepalive_connections=self._max_connections,
+                keepalive_expiry=_KEEPALIVE_EXPIRY,
+            ),
+        )
+        try:
+            listed = await self._probe()
+        except EngineDead:
+            self._state = EngineState.DEAD
+            await self._client.aclose()
+            self._client = None
+            raise
+        self._learn(listed)
+        self._state = EngineState.READY
+        log.info("upstream %s ready (model %s)", self._shown, self._model or "unnamed")
+        return ModelFacts(context_length=self._context_length or 4096, n_slots=self._max_connections)
+
+    async def _probe(self) -> list[dict[str, Any]]:
+        """``GET /models`` until it answers (or ``start_timeout`` passed): the models it lists."""
+        assert self._client is not None
+        deadline = time.monotonic() + self._start_timeout
+        timeout = httpx.Timeout(_START_PROBE_TIMEOUT, connect=self._connect_timeout)
+        while True:
+            try:
+                response = await self._client.get(f"{self._url}/models", timeout=timeout)
+            except httpx.HTTPError as exc:
+                problem = f"upstream {self._shown} is unreachable: {self._describe(exc)}"
+            else:
+                if response.status_code in (401, 403):
+                    raise EngineDead(
+                        f"upstream {self._shown} refused this deployment's credentials (HTTP {response.status_code}); "
+                        "check the upstream api_key"
+                    )
+                if response.status_code < 500:
+                    # A server without /models (404) still answers: it is up.
+                    return self._listed(response)
+                problem = f"upstream {self._shown} is not ready (HTTP {response.status_code})"
+            if time.monotonic() >= deadline:
+                raise EngineDead(problem)
+            log.info("%s; retrying", problem)
+            await asyncio.sleep(_START_RETRY_DELAY)
+
+    @staticmethod
+    def _listed(response: httpx.Response) -> list[dict[str, Any]]:
+        if response.status_code != 200:
+            return []
+        try:
+            data = response.json().get("data")
+        except (ValueError, AttributeError):
+            return []
+        return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+
+    def _learn(self, listed: list[dict[str, Any]]) -> None:
+        ids = [str(item.get("id")) for item in listed if item.get("id")]
+        if self._model is None and ids:
+            self._model = ids[0]
+        elif self._model is not None and ids and self._model not in ids:
+            log.warning("upstream %s does not list model %r (it lists %s)", self._shown, self._model, ids[:5])
+        entry = next((item for item in listed if item.get("id") == self._model), None)
+        max_model_len = entry.get("max_model_len") if entry else None
+        if self._context_length is None and isinstance(max_model_len, int) and max_model_len > 0:
+            self._context_length = max_model_len
+
+    def health(self) -> EngineState:
+        return self._state
+
+    async def metrics(self) -> dict[str, float]:
+        return {
+            "requests": self._requests,
+            "failures": self._failures,
+            "tokens_generated": self._tokens_generated,
+            "active": len(self._active),
+        }
+
+    async def abort(self, request_id: str) -> None:
+        progress = self._active.get(request_id)
+        if progress is not None:
+            await self._stop(progress)
+
+    async def close(self) -> None:
+        self._state = EngineState.DEAD
+        for progress in list(self._active.values()):
+            await self._stop(progress)
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    @staticmethod
+    async def _stop(progress: _Progress) -> None:
+        """End a request from outside its iterator: closing its response breaks its connection,
+        the upstream sees the client gone, and the iterator ends without an error."""
+        progress.aborted = True
+        if progress.response is not None:
+            await progress.response.aclose()
+
+    def _running(self) -> httpx.AsyncClient:
+        if self._state is not EngineState.READY or self._client is None:
+            raise EngineDead(f"the upstream engine for {self._shown} is not running")
+        return self._client
+
+    # --- errors ----------------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+        return text
+
+    def _describe(self, exc: httpx.HTTPError) -> str:
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"connect timeout after {self._connect_timeout:g} s"
+        if isinstance(exc, httpx.TimeoutException):
+            return f"read timeout: nothing for {self._read_timeout:g} s"
+        return self._redact(str(exc) or type(exc).__name__)
+
+    def _transport_failure(self, exc: httpx.HTTPError) -> RequestFailed:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            message = f"upstream {self._shown} unreachable: {self._describe(exc)}"
+        elif isinstance(exc, httpx.TimeoutException):
+            message = f"upstream {self._shown} timed out ({self._describe(exc)})"
+        else:
+            message = f"upstream {self._shown} failed: {self._describe(exc)}"
+        return RequestFailed(message)
+
+    def _failure(self, status: int | None, body: Any) -> RequestFailed:
+        """The failure for an error answer: an HTTP status with its body, or an error frame
+        (``status`` None, unless the frame carries an HTTP code as llama-server's do)."""
+        error, message = _error_parts(body)
+        message = self._redact(message)[:_MAX_MESSAGE]
+        code = error.get("code")
+        if status is None and isinstance(code, int) and 400 <= code < 600:
+            status = code
+        if status is not None and 400 <= status < 500 and status not in _NOT_CLIENT_ERRORS:
+            if _is_context_error(error, message):
+                return RequestFailed(message, client_error=True, code="context_length_exceeded")
+            return RequestFailed(message, client_error=True, code="invalid_request")
+        shown = f" (HTTP {status})" if status is not None else ""
+        return RequestFailed(f"upstream {self._shown} failed{shown}: {message}")
+
+    async def _check(self, response: httpx.Response) -> None:
+        """Raise for an error answer, or for an answer that is not an event stream."""
+        content_type = response.headers.get("content-type", "")
+        if response.status_code < 400 and not content_type.startswith("application/json"):
+            return
+        raw = b""
+        async for piece in response.aiter_bytes():
+            raw += piece
+            if len(raw) > _MAX_ERROR_BODY:
+                break
+        text = raw[:_MAX_ERROR_BODY].decode("utf-8", "replace")
+        try:
+            body: Any = json.loads(text)
+        except ValueError:
+            body = text
+        if response.status_code >= 400:
+            raise self._failure(response.status_code, body)
+        if isinstance(body, dict) and "error" in body:
+            raise self._failure(None, body)
+        raise RequestFailed(f"upstream {self._shown} answered with {content_type}, not an event stream")
+
+    # --- generation ------------------------------------------------------------------------
+
+    def _payload(self, request: GenerationRequest) -> dict[str, Any]:
+        chat = request.messages is not None
+        payload: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
+        if self._model is not None:
+            payload["model"] = self._model
+        if request.messages is not None:
+            payload["messages"] = [_turn_to_json(turn) for turn in request.messages]
+        else:
+            payload["prompt"] = request.prompt or ""
+        if request.max_tokens is not None:
+            payload["max_tokens"] = request.max_tokens
+        for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
+            value = getattr(request, name)
+            if value is not None:
+                payload[name] = value
+        if request.stop:
+            payload["stop"] = request.stop
+        if request.logprobs is not None:
+            # At least one alternative: llama-server sends no logprobs at all for 0. The extra
+            # ones are dropped when the chunks are read.
+            if chat:
+                payload["logprobs"] = True
+                payload["top_logprobs"] = max(1, request.logprobs)
+            else:
+                payload["logprobs"] = max(1, request.logprobs)
+        if request.logit_bias:
+            payload["logit_bias"] = {str(token): bias for token, bias in request.logit_bias.items()}
+        if request.response_format is not None:
+            payload["response_format"] = request.response_format
+        if request.stop_token_ids:
+            payload["stop_token_ids"] = list(request.stop_token_ids)
+        for key, value in request.extra.items():
+            payload[key] = value
+            if key == "repetition_penalty":
+                payload["repeat_penalty"] = value
+        return payload
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        client = self._running()
+        if not self.capabilities.chat:
+            raise RequestFailed("this upstream deployment serves embeddings, not generations")
+        chat = request.messages is not None
+        url = f"{self._url}/chat/completions" if chat else f"{self._url}/completions"
+        payload = self._payload(request)
+        progress = _Progress()
+        self._requests += 1
+        self._active[request.request_id] = progress
+        try:
+            try:
+                async with client.stream("POST", url, json=payload) as response:
+                    progress.response = response
+                    await self._check(response)
+                    async for data in _sse_data(response.aiter_lines()):
+                        if data.strip() == "[DONE]":
+                            progress.done = True
+                            break
+                        chunk = self._chunk(data)
+                        for event in _events(chunk, chat, request.logprobs, progress):
+                            yield event
+                        if progress.aborted:
+                            return
+            except (httpx.HTTPError, httpx.StreamError) as exc:
+                # An aborted request's response was closed under it: that is its end, not a failure.
+                if progress.aborted:
+                    return
+                if isinstance(exc, httpx.StreamError):
+                    raise RequestFailed(f"upstream {self._shown} failed: {self._redact(str(exc))}") from None
+                raise self._transport_failure(exc) from None
+            if progress.aborted:
+                return
+            if not progress.done and not progress.finished:
+                raise RequestFailed(f"upstream {self._shown} ended the stream before the answer was complete")
+            if not progress.finished:
+                yield Finish("stop")
+            # No usage from the upstream: one token per chunk of text (see the module's doc).
+            yield progress.usage or Usage(0, progress.text_chunks)
+        except RequestFailed as exc:
+            self._failures += 1
+            log.warning("upstream request %s failed: %s", request.request_id, exc.message)
+            raise
+        finally:
+            self._active.pop(request.request_id, None)
+            self._tokens_generated += (
+                progress.usage.completion_tokens if progress.usage is not None else progress.text_chunks
+            )
+
+    def _chunk(self, data: str) -> dict[str, Any]:
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise RequestFailed(f"upstream {self._shown} sent a malformed event: {data[:100]!r}") from None
+        if not isinstance(chunk, dict):
+            raise RequestFailed(f"upstream {self._shown} sent a malformed event: {data[:100]!r}")
+        if chunk.get("error") is not None or chunk.get("object") == "error":
+            raise self._failure(None, chunk)
+        return chunk
+
+    # --- embeddings ------------------------------------------------------------------------
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        client = self._running()
+        if not self.capabilities.embeddings:
+            raise RequestFailed("this upstream deployment serves generations, not embeddings")
+        if request.images is not None:
+            raise RequestFailed("this upstream deployment embeds text, not images", client_error=True)
+        inputs: list[Any] = list(request.texts if request.texts is not None else request.token_ids or [])
+        payload: dict[str, Any] = {"input": inputs, "encoding_format": "float"}
+        if self._model is not None:
+            payload["model"] = self._model
+        self._requests += 1
+        try:
+            try:
+                response = await client.post(f"{self._url}/embeddings", json=payload)
+            except httpx.HTTPError as exc:
+                raise self._transport_failure(exc) from None
+            try:
+                body: Any = response.json()
+            except ValueError:
+                body = response.text[:_MAX_ERROR_BODY]
+            if response.status_code >= 400:
+                raise self._failure(response.status_code, body)
+            if not isinstance(body, dict) or body.get("error") is not None:
+                raise self._failure(None, body)
+            return self._embeddings(body, len(inputs))
+        except RequestFailed as exc:
+            self._failures += 1
+            log.warning("upstream embeddings request %s failed: %s", request.request_id, exc.message)
+            raise
+
+    def _embeddings(self, body: dict[str, Any], count: int) -> Embeddings:
+        try:
+            data = sorted(body["data"], key=lambda item: int(item["index"]))
+            vectors = [[float(x) for x in item["embedding"]] for item in data]
+        except (KeyError, TypeError, ValueError):
+            raise RequestFailed(f"upstream {self._shown} answered embeddings in an unexpected shape") from None
+        if len(vectors) != count:
+            raise RequestFailed(f"upstream {self._shown} returned {len(vectors)} embeddings for {count} inputs")
+        usage = body.get("usage") or {}
+        return Embeddings(vectors, int(usage.get("prompt_tokens") or 0))
+
+
+async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The ``data`` of each server-sent event. Lines come without their ends (CRLF, LF or CR);
+    comments and ``event:``/``id:``/``retry:`` fields are skipped; several ``data:`` lines make
+    one event, joined by newlines; an event cut short by the end of the stream still counts."""
+    buffer: list[str] = []
+    async for line in lines:
+        if not line:
+            if buffer:
+                yield "\n".join(buffer)
+                buffer = []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if name == "data":
+            buffer.append(value.removeprefix(" "))
+    if buffer:
+        yield "\n".join(buffer)
+
+
+def _clean(entry: dict[str, Any]) -> dict[str, Any]:
+    token = str(entry.get("token", ""))
+    raw = entry.get("bytes")
+    return {"token": token, "logprob": entry.get("logprob"), "bytes": raw if raw is not None else list(token.encode())}
+
+
+def _logprobs(choice: dict[str, Any], alternatives: int) -> tuple[dict[str, Any], ...]:
+    """Per-token logprobs in OpenAI's chat shape, from the chat shape (``content``) or the legacy
+    completions shape (``tokens``, ``token_logprobs``, ``top_logprobs``)."""
+    logprobs = choice.get("logprobs")
+    if not isinstance(logprobs, dict):
+        return ()
+    content = logprobs.get("content")
+    if isinstance(content, list):
+        return tuple(
+            {**_clean(entry), "top_logprobs": [_clean(top) for top in (entry.get("top_logprobs") or [])[:alternatives]]}
+            for entry in content
+            if isinstance(entry, dict)
+        )
+    tokens = logprobs.get("tokens")
+    if not isinstance(tokens, list):
+        return ()
+    values = logprobs.get("token_logprobs") or []
+    tops = logprobs.get("top_logprobs") or []
+    entries = []
+    for i, token in enumerate(tokens):
+        top = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
+        ranked = sorted(top.items(), key=lambda item: -float(item[1]))[:alternatives]
+        entries.append(
+            {
+                **_clean({"token": token, "logprob": values[i] if i < len(values) else None}),
+                "top_logprobs": [_clean({"token": t, "logprob": lp}) for t, lp in ranked],
+            }
+        )
+    return tuple(entries)
+
+
+def _events(chunk: dict[str, Any], chat: bool, logprobs: int | None, progress: _Progress) -> list[Event]:
+    """The events of one chunk; its usage is kept in ``progress`` for the end."""
+    events: list[Event] = []
+    carried = False
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        index = int(choice.get("index") or 0)
+        delta = (choice.get("delta") or {}) if chat else {}
+        text = delta.get("content") if chat else choice.get("text")
+        if isinstance(text, str) and text:
+            carried = True
+            events.append(TextDelta(text, index, () if logprobs is None else _logprobs(choice, logprobs)))
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") or {}
+            carried = True
+            events.append(
+                ToolCallDelta(
+                    index,
+                    int(call.get("index") or 0),
+                    call.get("id"),
+                    function.get("name"),
+                    str(function.get("arguments") or ""),
+                )
+            )
+        reason = choice.get("finish_reason")
+        if reason and index not in progress.finished:
+            progress.finished.add(index)
+            events.append(Finish(_FINISH_REASONS.get(str(reason), "stop"), index))
+    if carried:
+        progress.text_chunks += 1
+    usage = chunk.get("usage")
+    if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
+        progress.usage = Usage(int(usage.get("prompt_tokens") or 0), int(usage["completion_tokens"]))
+    return events

@@ -1,0 +1,120 @@
+"""Several deployments in one aimi: routing by body, header and path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from aimi.deployments.build import from_settings
+from aimi.deployments.profile import ModelProfile
+from aimi.settings import Settings
+from tests.conftest import FAKE_MODEL, InProcessServer, in_process
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[InProcessServer]:
+    settings = Settings(engine="fake", home="/nonexistent")
+    [base] = from_settings(settings, FAKE_MODEL)
+
+    def chat(name: str, text: str) -> object:
+        config = replace(base.engine_config, options={"text": text})
+        return replace(base, name=name, display_name=name.title(), engine_config=config)
+
+    embed_config = replace(base.engine_config, options={"kind": "embeddings"})
+    specs = [
+        chat("alpha", "from alpha"),
+        chat("beta", "from beta"),
+        replace(base, name="vectors", display_name="Vectors", engine_config=embed_config,
+                profile=ModelProfile(model_type="embeddings")),
+    ]  # fmt: skip
+    with in_process(specs=specs) as running:  # type: ignore[arg-type]
+        yield running
+
+
+def _text(response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text
+    return str(response.json()["choices"][0]["message"]["content"])
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/v1/chat/completions", "/models/chat/completions"])
+def test_the_body_model_picks_the_deployment(server: InProcessServer, path: str) -> None:
+    with server.client() as client:
+        assert _text(client.post(path, json={**CHAT, "model": "alpha"})) == "from alpha"
+        assert _text(client.post(path, json={**CHAT, "model": "beta"})) == "from beta"
+
+
+def test_the_deployment_header_picks_the_deployment_and_wins_over_the_body(server: InProcessServer) -> None:
+    with server.client() as client:
+        response = client.post(
+            "/chat/completions", json={**CHAT, "model": "alpha"}, headers={"azureml-model-deployment": "beta"}
+        )
+        assert _text(response) == "from beta"
+
+
+@pytest.mark.parametrize("path", ["/deployments/beta/chat/completions", "/deployments/beta/v1/chat/completions"])
+def test_the_path_pins_the_deployment_and_wins_over_header_and_body(server: InProcessServer, path: str) -> None:
+    with server.client() as client:
+        response = client.post(path, json={**CHAT, "model": "alpha"}, headers={"azureml-model-deployment": "alpha"})
+        assert _text(response) == "from beta"
+
+
+def test_info_names_the_deployment_asked_for(server: InProcessServer) -> None:
+    with server.client() as client:
+        assert client.get("/info", params={"model": "beta"}).json()["model_name"] == "Beta"
+        assert client.get("/deployments/vectors/info").json() == {
+            "model_name": "Vectors",
+            "model_type": "embeddings",
+            "model_provider_name": "unknown",
+        }
+
+
+def test_v1_models_lists_every_deployment(server: InProcessServer) -> None:
+    with server.client() as client:
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["alpha", "beta", "vectors"]
+
+
+def test_without_a_name_several_deployments_are_a_400_saying_how_to_name_one(server: InProcessServer) -> None:
+    with server.client() as client:
+        response = client.post("/chat/completions", json=CHAT)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_request", "model")
+    assert "azureml-model-deployment" in error["message"] and "/deployments/{name}/" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs"),
+    [
+        ("/chat/completions", {"json": {**CHAT, "model": "gamma"}}),
+        ("/deployments/gamma/chat/completions", {"json": CHAT}),
+        ("/info", {"params": {"model": "gamma"}}),
+    ],
+)
+def test_an_unknown_name_is_a_404_that_does_not_list_the_others(
+    server: InProcessServer, path: str, kwargs: dict
+) -> None:  # type: ignore[type-arg]
+    with server.client() as client:
+        response = client.request("GET" if path == "/info" else "POST", path, **kwargs)
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "code": "NotFound",
+        "message": "no deployment named 'gamma'",
+        "type": "not_found_error",
+        "param": "model",
+    }
+
+
+def test_each_deployment_serves_its_own_kind(server: InProcessServer) -> None:
+    with server.client() as client:
+        embedded = client.post("/embeddings", json={"input": ["x"], "model": "vectors"})
+        assert embedded.status_code == 200 and len(embedded.json()["data"][0]["embedding"]) == 8
+        wrong = client.post("/chat/completions", json={**CHAT, "model": "vectors"})
+        assert wrong.status_code == 404
+        assert wrong.json()["error"]["message"] == (
+            "chat completions not found on deployment 'vectors', which serves embeddings"
+        )

@@ -1,0 +1,102 @@
+"""Deployments files: valid ones parse, every kind of mistake names the deployment and the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from aimi.deployments.build import from_config
+from aimi.deployments.config import ConfigError, parse_config
+from aimi.settings import Settings
+
+VALID = """
+[[deployments]]
+name = "chat"
+model = "model.gguf"
+slots = 3
+[deployments.profile]
+display_name = "Chat Model"
+system_role = false
+[deployments.defaults]
+temperature = 0.2
+[deployments.limits]
+max_tokens = 100
+
+[[deployments]]
+name = "remote"
+engine = "upstream"
+[deployments.engine_options]
+url = "http://127.0.0.1:9/v1"
+api_key_env = "AIMI_TEST_UPSTREAM_KEY"
+"""
+
+
+def test_a_valid_file_builds_every_deployment(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIMI_TEST_UPSTREAM_KEY", "secret-upstream-key")
+    chat, remote = from_config(Settings(home=tmp_path, cache_dir=tmp_path), parse_config(VALID), lambda _: None)
+    assert (chat.name, chat.display_name, chat.engine) == ("chat", "Chat Model", "llamacpp")
+    assert chat.engine_config.slots == 3
+    assert chat.profile.system_role is False
+    assert (chat.limits.max_tokens, chat.limits.default_temperature) == (100, 0.2)
+    assert chat.limits.max_messages == Settings().max_messages
+    assert (remote.engine, remote.engine_config.model_path) == ("upstream", None)
+    assert remote.engine_config.options == {"url": "http://127.0.0.1:9/v1", "api_key": "secret-upstream-key"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[deployments]\nname=", "config: not valid TOML: "),
+        ("", "config: deployments: is required"),
+        ('[[deployments]]\nmodel = "m.gguf"', "config: deployments[0].name: is required"),
+        (
+            '[[deployments]]\nname = "a b"\nmodel = "m.gguf"',
+            "config: deployments[0] ('a b').name: String should match pattern",
+        ),
+        (
+            '[[deployments]]\nname = "a"\nmodel = "m.gguf"\nslot = 2',
+            "config: deployments[0] ('a').slot: Extra inputs are not permitted",
+        ),
+        (
+            '[[deployments]]\nname = "a"\nmodel = "m.gguf"\n[deployments.limits]\nmax_tokens = 0',
+            "config: deployments[0] ('a').limits.max_tokens: Input should be greater than or equal to 1",
+        ),
+        (
+            '[[deployments]]\nname = "a"\nmodel = "m.gguf"\n[deployments.profile]\nmodel_type = "chat"',
+            "config: deployments[0] ('a').profile.model_type: Input should be",
+        ),
+        ('[[deployments]]\nname = "a"', "config: deployments[0] ('a').model is required"),
+        (
+            '[[deployments]]\nname = "a"\nmodel = "x.gguf"\n[[deployments]]\nname = "a"\nmodel = "y.gguf"',
+            "config: deployment names must be unique; repeated: a",
+        ),
+        (
+            '[[deployments]]\nname = "u"\nengine = "upstream"',
+            "config: deployments[0] ('u').engine_options.url is required",
+        ),
+        (
+            '[[deployments]]\nname = "u"\nengine = "upstream"\n[deployments.engine_options]\nurl = "http://x/v1"\n'
+            'api_key = "sk-secret"',
+            "config: deployments[0] ('u').engine_options: Value error, put the upstream's key in the environment",
+        ),
+    ],
+)
+def test_each_mistake_names_the_deployment_and_the_field(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert str(caught.value).startswith(message), str(caught.value)
+    assert "sk-secret" not in str(caught.value)
+
+
+def test_a_missing_key_variable_and_a_missing_model_name_the_deployment(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(home=tmp_path, cache_dir=tmp_path)
+    remote = parse_config(
+        '[[deployments]]\nname = "r"\nengine = "upstream"\n[deployments.engine_options]\n'
+        'url = "http://x/v1"\napi_key_env = "AIMI_TEST_NOT_SET"'
+    )
+    with pytest.raises(ConfigError, match=r"deployments\[0\] \('r'\).engine_options.api_key_env: the environment"):
+        from_config(settings, remote, lambda _: None)
+    missing = parse_config('[[deployments]]\nname = "m"\nmodel = "/nonexistent/m.gguf"')
+    with pytest.raises(ConfigError, match=r"deployments\[0\] \('m'\).model: '/nonexistent/m.gguf' is neither"):
+        from_config(settings, missing, lambda _: None)
