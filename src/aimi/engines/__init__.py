@@ -15,6 +15,7 @@ ENGINES: dict[str, str] = {
     "fake": "aimi.engines.fake:FakeEngine",
     "sentence-transformers": "aimi.engines.sentence_transformers:SentenceTransformersEngine",
     "clip": "aimi.engines.clip:ClipEngine",
+    "upstream": "aimi.engines.upstream:UpstreamEngine",
 }
 
 
