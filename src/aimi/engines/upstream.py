@@ -35,8 +35,12 @@ Errors map as follows:
   else ``invalid_request``, with the upstream's own message (truncated).
 * HTTP 401/403 (the deployment's key), 404 (its model name or a missing route), 408, 429 and 5xx:
   ``RequestFailed(client_error=False)``: not the client's fault, so not a 4xx for the client.
-* Connection refused, a timeout, a connection broken mid-answer, an ``{"error": ...}`` frame in the
-  stream, a stream that ends before the answer does: ``RequestFailed(client_error=False)``.
+* Connection refused, a timeout, a connection broken mid-answer, a redirect, an ``{"error": ...}``
+  frame in the stream (unless it carries a 4xx ``code``, as llama-server's do: then as above), a
+  stream that ends before the answer does: ``RequestFailed(client_error=False)``.
+
+``EngineConfig.slots``, ``context_size``, ``threads`` and ``model_path`` mean nothing here: the
+upstream decides them (see ``max_connections`` and ``context_length``).
 
 Usage is the upstream's own ``usage``. An upstream that sends none gets ``prompt_tokens`` 0 and
 ``completion_tokens`` = the number of chunks that carried text (one token per chunk, which holds
@@ -139,6 +143,11 @@ def _shown(url: str) -> str:
         host = f"[{host}]"
     port = f":{parts.port}" if parts.port is not None else ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _level(exc: RequestFailed) -> int:
+    """Requests the upstream refused as invalid are the client's business; the rest are ours."""
+    return logging.INFO if exc.client_error else logging.WARNING
 
 
 def _turn_to_json(turn: ChatTurn) -> dict[str, Any]:
@@ -291,6 +300,10 @@ class UpstreamEngine:
                         f"upstream {self._shown} refused this deployment's credentials (HTTP {response.status_code}); "
                         "check the upstream api_key"
                     )
+                if 300 <= response.status_code < 400:
+                    raise EngineDead(
+                        f"upstream {self._shown} redirects (HTTP {response.status_code}); set url to the final address"
+                    )
                 if response.status_code < 500:
                     # A server without /models (404) still answers: it is up.
                     return self._listed(response)
@@ -399,6 +412,8 @@ class UpstreamEngine:
     async def _check(self, response: httpx.Response) -> None:
         """Raise for an error answer, or for an answer that is not an event stream."""
         content_type = response.headers.get("content-type", "")
+        if 300 <= response.status_code < 400:
+            raise RequestFailed(f"upstream {self._shown} redirects (HTTP {response.status_code})")
         if response.status_code < 400 and not content_type.startswith("application/json"):
             return
         raw = b""
@@ -497,7 +512,7 @@ class UpstreamEngine:
             yield progress.usage or Usage(0, progress.text_chunks)
         except RequestFailed as exc:
             self._failures += 1
-            log.warning("upstream request %s failed: %s", request.request_id, exc.message)
+            log.log(_level(exc), "upstream request %s failed: %s", request.request_id, exc.message)
             raise
         finally:
             self._active.pop(request.request_id, None)
@@ -545,7 +560,7 @@ class UpstreamEngine:
             return self._embeddings(body, len(inputs))
         except RequestFailed as exc:
             self._failures += 1
-            log.warning("upstream embeddings request %s failed: %s", request.request_id, exc.message)
+            log.log(_level(exc), "upstream embeddings request %s failed: %s", request.request_id, exc.message)
             raise
 
     def _embeddings(self, body: dict[str, Any], count: int) -> Embeddings:
