@@ -166,3 +166,32 @@ def test_config_check_validates_without_starting(tmp_path: Path) -> None:
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.startswith(f"aimi: {bad}: deployments[0] ('a').context_size: Input should be greater than")
+
+
+def test_serve_config_mixes_local_and_upstream_deployments(tmp_path: Path) -> None:
+    model = tmp_path / "stand-in.gguf"
+    model.write_bytes(b"GGUF")
+    upstream_args = [*_model(tmp_path)[:2], "--engine", "fake", "--engine-options", '{"text": "from upstream"}',
+                     "--api-key", "upstream-secret"]  # fmt: skip
+    with aimi_process(tmp_path / "upstream-home", upstream_args) as upstream:
+        config = tmp_path / "aimi.toml"
+        config.write_text(
+            f'[[deployments]]\nname = "local"\nmodel = "{model}"\nengine = "fake"\n'
+            '[deployments.engine_options]\ntext = "from local"\n\n'
+            '[[deployments]]\nname = "remote"\nengine = "upstream"\n'
+            f'[deployments.engine_options]\nurl = "{upstream.url}/v1"\napi_key_env = "AIMI_TEST_UPSTREAM_KEY"\n'
+        )
+        env = {"AIMI_TEST_UPSTREAM_KEY": "upstream-secret"}
+        with aimi_process(tmp_path / "home", ["--config", str(config)], env=env) as server:
+            with openai.OpenAI(base_url=f"{server.url}/v1", api_key=server.key, max_retries=0) as client:
+                for name, text in (("local", "from local"), ("remote", "from upstream")):
+                    answer = client.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}])
+                    assert answer.choices[0].message.content == text
+                chunks = client.chat.completions.create(
+                    model="remote", messages=[{"role": "user", "content": "hi"}], stream=True
+                )
+                assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "from upstream"
+            endpoint = f"{server.url}/deployments/remote"
+            with ChatCompletionsClient(endpoint=endpoint, credential=AzureKeyCredential(server.key)) as azure:
+                assert azure.complete(messages=[UserMessage("hi")]).choices[0].message.content == "from upstream"
+        assert "upstream-secret" not in server.log.read_text()

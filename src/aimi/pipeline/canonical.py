@@ -103,10 +103,13 @@ def fold_system(turns: list[ChatTurn]) -> list[ChatTurn]:
     return [ChatTurn("user", system), *rest]
 
 
-def _max_tokens(requested: int | None, field: str, deployment: Deployment) -> int:
+def _max_tokens(requested: int | None, field: str, deployment: Deployment) -> int | None:
+    """The request's own limit, checked against the deployment's. None (none asked) lets the engine
+    generate until the model stops or the context is full: an upstream server knows its own
+    context better than a default aimi would send it."""
     cap = deployment.max_tokens
     if requested is None:
-        return cap
+        return None
     if requested > cap:
         raise invalid_request(
             f"`{field}` must be at most {cap} for deployment '{deployment.name}'; got {requested}", param=field
