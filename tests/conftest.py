@@ -83,7 +83,7 @@ FAKE_MODEL = ResolvedModel(Path("/nonexistent/fake.gguf"), "fake-model", "Fake-M
 def in_process(
     settings: dict[str, Any] | None = None,
     model: ResolvedModel = FAKE_MODEL,
-    keys: list[str] | None = None,
+    keys: list[Any] | None = None,
     wait_ready: bool = True,
     specs: list[DeploymentSpec] | None = None,
 ) -> Iterator[InProcessServer]:

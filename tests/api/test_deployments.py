@@ -118,3 +118,42 @@ def test_each_deployment_serves_its_own_kind(server: InProcessServer) -> None:
         assert wrong.json()["error"]["message"] == (
             "chat completions not found on deployment 'vectors', which serves embeddings"
         )
+
+
+@pytest.fixture(scope="module")
+def scoped() -> Iterator[InProcessServer]:
+    """Two deployments and two named keys: one may use only "alpha"."""
+    from aimi.auth.keys import ApiKey
+
+    settings = Settings(engine="fake", home="/nonexistent")
+    [base] = from_settings(settings, FAKE_MODEL)
+    specs = [replace(base, name="alpha"), replace(base, name="beta")]
+    keys = [
+        ApiKey.from_secret("alpha-only-key-0123456789", "alpha-team", frozenset({"alpha"})),
+        ApiKey.from_secret("every-deployment-key-0123", "platform"),
+    ]
+    with in_process(specs=specs, keys=keys) as running:  # type: ignore[arg-type]
+        yield running
+
+
+def test_a_key_limited_to_some_deployments_gets_403_on_the_others(scoped: InProcessServer) -> None:
+    headers = {"api-key": "alpha-only-key-0123456789"}
+    with httpx.Client(base_url=scoped.url, headers=headers) as client:
+        assert client.post("/chat/completions", json={**CHAT, "model": "alpha"}).status_code == 200
+        denied = client.post("/chat/completions", json={**CHAT, "model": "beta"})
+        assert denied.status_code == 403
+        assert denied.headers["x-ms-error-code"] == "Forbidden"
+        assert denied.json()["error"] == {
+            "code": "Forbidden",
+            "message": "key 'alpha-team' may not use deployment 'beta'",
+            "type": "permission_error",
+            "param": None,
+        }
+        assert client.get("/deployments/beta/info").status_code == 403
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["alpha"]
+
+
+def test_a_key_without_limits_uses_every_deployment(scoped: InProcessServer) -> None:
+    with httpx.Client(base_url=scoped.url, headers={"api-key": "every-deployment-key-0123"}) as client:
+        assert client.post("/chat/completions", json={**CHAT, "model": "beta"}).status_code == 200
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["alpha", "beta"]

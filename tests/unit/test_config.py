@@ -100,3 +100,60 @@ def test_a_missing_key_variable_and_a_missing_model_name_the_deployment(tmp_path
     missing = parse_config('[[deployments]]\nname = "m"\nmodel = "/nonexistent/m.gguf"')
     with pytest.raises(ConfigError, match=r"deployments\[0\] \('m'\).model: '/nonexistent/m.gguf' is neither"):
         from_config(settings, missing, lambda _: None)
+
+
+KEYS = """
+[[deployments]]
+name = "chat"
+model = "smollm2-135m-instruct"
+
+[[keys]]
+name = "team-a"
+secret_env = "AIMI_TEST_TEAM_A"
+deployments = ["chat"]
+
+[[keys]]
+name = "ops"
+sha256 = "{digest}"
+"""
+
+
+def test_file_keys_become_named_digests(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from aimi.auth.keys import KeyVerifier
+    from aimi.deployments.build import keys_from_config
+
+    monkeypatch.setenv("AIMI_TEST_TEAM_A", "team-a-secret-0123456789")
+    digest = hashlib.sha256(b"ops-secret-0123456789abc").hexdigest()
+    keys = keys_from_config(parse_config(KEYS.replace("{digest}", digest)))
+    verifier = KeyVerifier(keys)
+    team = verifier.identify("team-a-secret-0123456789")
+    ops = verifier.identify("ops-secret-0123456789abc")
+    assert team is not None and (team.name, team.deployments) == ("team-a", frozenset({"chat"}))
+    assert ops is not None and (ops.name, ops.deployments) == ("ops", None)
+    assert verifier.identify("wrong") is None
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ('name = "k"', "config: keys[0] ('k'): give exactly one of secret, secret_env and sha256"),
+        (
+            'name = "k"\nsecret = "0123456789abcdef"\nsha256 = "' + "0" * 64 + '"',
+            "config: keys[0] ('k'): give exactly one",
+        ),
+        ('name = "k"\nsecret = "short"', "config: keys[0] ('k').secret: String should have at least 16 characters"),
+        ('name = "k"\nsha256 = "xyz"', "config: keys[0] ('k').sha256: String should match pattern"),
+        (
+            'name = "k"\nsecret_env = "X"\ndeployments = ["nope"]',
+            "config: keys[0] ('k').deployments: no deployment named 'nope'",
+        ),
+    ],
+)
+def test_each_key_mistake_is_named(keys: str, message: str) -> None:
+    text = '[[deployments]]\nname = "chat"\nmodel = "m.gguf"\n[[keys]]\n' + keys
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert str(caught.value).startswith(message), str(caught.value)
+    assert "0123456789abcdef" not in str(caught.value)

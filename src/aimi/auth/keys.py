@@ -12,6 +12,7 @@ import hmac
 import os
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 KEY_FILE = "api-key"
@@ -21,21 +22,52 @@ def digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's name (its id in logs, never the secret) and the deployments it may
+    use (None: all of them)."""
+
+    name: str
+    deployments: frozenset[str] | None = None
+
+    def may_use(self, deployment: str) -> bool:
+        return self.deployments is None or deployment in self.deployments
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A configured key: its SHA-256 digest and who it stands for."""
+
+    sha256: bytes
+    principal: Principal
+
+    @classmethod
+    def from_secret(cls, secret: str, name: str, deployments: frozenset[str] | None = None) -> ApiKey:
+        return cls(digest(secret), Principal(name, deployments))
+
+
 class KeyVerifier:
     """Checks presented keys against the digests of the configured ones."""
 
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._digests = [digest(key) for key in keys]
-        if not self._digests:
+    def __init__(self, keys: Iterable[str | ApiKey]) -> None:
+        self._keys = [
+            key if isinstance(key, ApiKey) else ApiKey.from_secret(key, f"key-{i + 1}") for i, key in enumerate(keys)
+        ]
+        if not self._keys:
             raise ValueError("a KeyVerifier needs at least one key")
 
-    def verify(self, presented: str) -> bool:
+    def identify(self, presented: str) -> Principal | None:
+        """The principal of the presented key, or None."""
         candidate = digest(presented)
         # Compare against every key, without stopping at a match, so timing tells nothing.
-        found = False
-        for known in self._digests:
-            found |= hmac.compare_digest(candidate, known)
+        found: Principal | None = None
+        for key in self._keys:
+            if hmac.compare_digest(candidate, key.sha256):
+                found = key.principal
         return found
+
+    def verify(self, presented: str) -> bool:
+        return self.identify(presented) is not None
 
 
 def generate_key() -> str:

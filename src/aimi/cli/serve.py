@@ -12,8 +12,8 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from aimi.auth.keys import load_or_create_key
-from aimi.deployments.build import DeploymentSpec, from_config, from_settings
+from aimi.auth.keys import ApiKey, load_or_create_key
+from aimi.deployments.build import DeploymentSpec, from_config, from_settings, keys_from_config
 from aimi.deployments.config import ConfigError, load_config
 from aimi.deployments.sources import ModelSourceError, resolve
 from aimi.server import create_app
@@ -71,11 +71,12 @@ def _status(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _specs(settings: Settings) -> list[DeploymentSpec] | int:
-    """The deployments to serve, or the exit code after saying why there are none."""
+def _specs(settings: Settings) -> tuple[list[DeploymentSpec], list[ApiKey]] | int:
+    """The deployments to serve and the file's keys, or the exit code after saying why not."""
     if settings.config is not None:
         try:
-            return from_config(settings, load_config(settings.config), _status)
+            config = load_config(settings.config)
+            return from_config(settings, config, _status), keys_from_config(config)
         except ConfigError as exc:
             print(f"aimi: {exc}", file=sys.stderr)
             return 2
@@ -89,7 +90,7 @@ def _specs(settings: Settings) -> list[DeploymentSpec] | int:
             f"aimi: say which engine serves {model.path} (--engine sentence-transformers, clip, ...)", file=sys.stderr
         )
         return 2
-    return from_settings(settings, model)
+    return from_settings(settings, model), []
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,15 +100,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"aimi: invalid settings: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    specs = _specs(settings)
-    if isinstance(specs, int):
-        return specs
-    keys: list[str] | None
+    served = _specs(settings)
+    if isinstance(served, int):
+        return served
+    specs, file_keys = served
+    keys: list[str | ApiKey] | None
     if settings.no_auth:
         keys = None
         print("aimi: WARNING: --no-auth: anyone who can reach this port can use the model", file=sys.stderr)
-    elif settings.api_key:
-        keys = settings.api_key
+    elif settings.api_key or file_keys:
+        keys = [*settings.api_key, *file_keys]
     else:
         key, created = load_or_create_key(settings.home)
         keys = [key]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from aimi.auth.keys import ApiKey, Principal
 from aimi.deployments.config import ConfigError, DeploymentConfig, FileConfig
 from aimi.deployments.profile import ModelProfile
 from aimi.deployments.registry import Limits
@@ -109,10 +110,31 @@ def from_config(settings: Settings, config: FileConfig, status: Callable[[str], 
     return specs
 
 
+def keys_from_config(config: FileConfig) -> list[ApiKey]:
+    """The file's keys, as digests; a secret named by ``secret_env`` must be in the environment."""
+    keys = []
+    for i, entry in enumerate(config.keys):
+        allowed = frozenset(entry.deployments) if entry.deployments is not None else None
+        if entry.sha256 is not None:
+            keys.append(ApiKey(bytes.fromhex(entry.sha256), Principal(entry.name, allowed)))
+            continue
+        secret = entry.secret
+        if entry.secret_env is not None:
+            secret = os.environ.get(entry.secret_env)
+            if not secret:
+                raise ConfigError(f"keys[{i}] ({entry.name!r}).secret_env: the environment has no {entry.secret_env}")
+        assert secret is not None  # the file was checked: exactly one of the three
+        keys.append(ApiKey.from_secret(secret, entry.name, allowed))
+    return keys
+
+
 def check(settings: Settings, config: FileConfig, path: Path) -> list[str]:
     """What ``aimi config check`` reports: one line per deployment, without fetching anything."""
     lines = []
     for entry in config.deployments:
         source = entry.model or entry.engine_options.get("url", "")
         lines.append(f"{entry.name}: {entry.engine or 'catalog/default engine'} <- {source}")
+    for key in config.keys:
+        scope = ", ".join(key.deployments) if key.deployments is not None else "every deployment"
+        lines.append(f"key {key.name}: {scope}")
     return lines

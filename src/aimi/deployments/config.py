@@ -97,23 +97,37 @@ class DeploymentConfig(_Strict):
         return options
 
 
+class KeyConfig(_Strict):
+    """A key of the file: a name (its id in logs), exactly one of its secret, the environment
+    variable holding it, or its SHA-256; and the deployments it may use (others get 403)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    secret: Annotated[str, Field(min_length=16)] | None = None
+    secret_env: str | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    deployments: list[str] | None = None
+
+
 class FileConfig(_Strict):
     """The whole file."""
 
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
+    keys: list[KeyConfig] = Field(default_factory=list)
 
 
 def _where(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    """An error's place in the file, with the name of the entry it is in: ``keys[1] ('ops').sha256``."""
     parts: list[str] = []
-    for i, part in enumerate(loc):
-        if isinstance(part, int) and i > 0 and loc[i - 1] == "deployments":
-            entries = raw.get("deployments") or []
-            name = entries[part].get("name") if part < len(entries) and isinstance(entries[part], dict) else None
-            parts[-1] += f"[{part}]" + (f" ({name!r})" if name else "")
-        elif isinstance(part, int):
-            parts[-1] += f"[{part}]"
+    node: Any = raw
+    for part in loc:
+        if isinstance(part, int) and parts:
+            entry = node[part] if isinstance(node, list) and part < len(node) else None
+            name = entry.get("name") if isinstance(entry, dict) else None
+            parts[-1] += f"[{part}]" + (f" ({name!r})" if isinstance(name, str) else "")
+            node = entry
         else:
             parts.append(str(part))
+            node = node.get(part) if isinstance(node, dict) else None
     return ".".join(parts) or "file"
 
 
@@ -140,6 +154,16 @@ def parse_config(text: str, source: str = "config") -> FileConfig:
             raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).model is required")
         if deployment.engine == "upstream" and "url" not in deployment.engine_options:
             raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).engine_options.url is required")
+    key_names = [k.name for k in config.keys]
+    for i, key in enumerate(config.keys):
+        where = f"{source}: keys[{i}] ({key.name!r})"
+        if sum(x is not None for x in (key.secret, key.secret_env, key.sha256)) != 1:
+            raise ConfigError(f"{where}: give exactly one of secret, secret_env and sha256")
+        if key_names.count(key.name) > 1:
+            raise ConfigError(f"{where}.name: key names must be unique")
+        unknown = sorted(set(key.deployments or ()) - set(names))
+        if unknown:
+            raise ConfigError(f"{where}.deployments: no deployment named {', '.join(map(repr, unknown))}")
     return config
 
 

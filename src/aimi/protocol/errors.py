@@ -24,6 +24,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "invalid_extra_parameters_header": (400, "invalid_request_error"),
     "context_length_exceeded": (400, "invalid_request_error"),
     "Unauthorized": (401, "authentication_error"),
+    "Forbidden": (403, "permission_error"),
     "NotFound": (404, "not_found_error"),
     "MethodNotAllowed": (405, "invalid_request_error"),
     "payload_too_large": (413, "invalid_request_error"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from aimi.auth.keys import KeyVerifier
+from aimi.auth.keys import ApiKey, KeyVerifier
 from aimi.deployments.build import DeploymentSpec
 from aimi.deployments.registry import Deployment, Deployments
 from aimi.engines import build_engine
@@ -94,7 +94,9 @@ def _deployment(spec: DeploymentSpec) -> Deployment:
     )
 
 
-def create_app(settings: Settings, specs: list[DeploymentSpec], keys: list[str] | None = None) -> Starlette:
+def create_app(
+    settings: Settings, specs: list[DeploymentSpec], keys: Sequence[str | ApiKey] | None = None
+) -> Starlette:
     """The ASGI app serving ``specs`` with ``settings``; ``keys`` None means no auth."""
     deployments = Deployments([_deployment(spec) for spec in specs])
 

@@ -82,9 +82,16 @@ def _deployments(request: Request) -> Deployments:
     return deployments
 
 
+def _allowed(request: Request, deployment: Deployment) -> Deployment:
+    principal = request.scope.get("state", {}).get("principal")
+    if principal is not None and not principal.may_use(deployment.name):
+        raise ApiError("Forbidden", f"key '{principal.name}' may not use deployment '{deployment.name}'")
+    return deployment
+
+
 def _deployment(request: Request, model: str | None, kind: str) -> Deployment:
     name = request.headers.get("azureml-model-deployment") or model
-    deployment = _deployments(request).resolve(name, request.path_params.get("deployment"))
+    deployment = _allowed(request, _deployments(request).resolve(name, request.path_params.get("deployment")))
     what, capability = _KINDS[kind]
     if not getattr(deployment.engine.capabilities, capability):
         raise ApiError(
@@ -136,7 +143,7 @@ async def completions(request: Request, surface: Surface) -> Response:
 async def info(request: Request) -> Response:
     """Azure ``GET /info``: the model behind the endpoint."""
     name = request.query_params.get("model") or request.headers.get("azureml-model-deployment")
-    deployment = _deployments(request).resolve(name, request.path_params.get("deployment"))
+    deployment = _allowed(request, _deployments(request).resolve(name, request.path_params.get("deployment")))
     return JSONResponse(
         {
             "model_name": deployment.display_name,
@@ -151,6 +158,7 @@ async def models(request: Request) -> Response:
     data = [
         {"id": d.name, "object": "model", "created": d.created, "owned_by": d.profile.provider}
         for d in _deployments(request)
+        if (principal := request.scope.get("state", {}).get("principal")) is None or principal.may_use(d.name)
     ]
     return JSONResponse({"object": "list", "data": data})
 

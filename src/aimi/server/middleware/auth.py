@@ -36,9 +36,12 @@ class AuthMiddleware:
         if scope["type"] != "http" or self.verifier is None or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        if any(self.verifier.verify(c) for c in credentials(scope)):
-            await self.app(scope, receive, send)
-            return
+        for presented in credentials(scope):
+            principal = self.verifier.identify(presented)
+            if principal is not None:
+                scope.setdefault("state", {})["principal"] = principal
+                await self.app(scope, receive, send)
+                return
         response = error_response(unauthorized())
         response.headers["www-authenticate"] = 'Bearer, ApiKey header="api-key"'
         await response(scope, receive, send)
