@@ -157,3 +157,12 @@ def test_a_key_without_limits_uses_every_deployment(scoped: InProcessServer) -> 
     with httpx.Client(base_url=scoped.url, headers={"api-key": "every-deployment-key-0123"}) as client:
         assert client.post("/chat/completions", json={**CHAT, "model": "beta"}).status_code == 200
         assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["alpha", "beta"]
+
+
+def test_health_shows_each_deployment_only_to_a_caller_with_a_key(scoped: InProcessServer) -> None:
+    assert httpx.get(f"{scoped.url}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{scoped.url}/health", headers={"api-key": "wrong"}).json() == {"status": "ok"}
+    limited = httpx.get(f"{scoped.url}/health", headers={"api-key": "alpha-only-key-0123456789"})
+    assert limited.json() == {"status": "ok", "deployments": {"alpha": "ready"}}
+    full = httpx.get(f"{scoped.url}/health", headers={"api-key": "every-deployment-key-0123"})
+    assert full.json() == {"status": "ok", "deployments": {"alpha": "ready", "beta": "ready"}}

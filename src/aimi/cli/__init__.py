@@ -1,11 +1,11 @@
-"""The ``aimi`` command: ``aimi serve`` and ``aimi chat``."""
+"""The ``aimi`` command: ``aimi serve``, ``aimi chat``, ``aimi config`` and ``aimi models``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from aimi.cli import chat, config, serve
+from aimi.cli import chat, config, models, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_parser(commands)
     chat.add_parser(commands)
     config.add_parser(commands)
+    models.add_parser(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -41,13 +41,30 @@ log = logging.getLogger(__name__)
 # in /models, the 2025 spec's host template in /api/models.
 
 
+def _state(deployment: Deployment) -> str:
+    state = deployment.engine.health()
+    if state is EngineState.DEAD:
+        return "failed"
+    return "ready" if state is EngineState.READY and deployment.facts else "loading"
+
+
 async def health(request: Request) -> Response:
-    """200 when every deployment's engine is ready; 503 while loading or when one is dead."""
-    states = [d.engine.health() for d in request.app.state.deployments]
-    if all(s is EngineState.READY for s in states) and all(d.facts for d in request.app.state.deployments):
-        return JSONResponse({"status": "ok"})
-    status = "unhealthy" if EngineState.DEAD in states else "loading"
-    return JSONResponse({"status": status}, status_code=503, headers={"Retry-After": "5"})
+    """200 when every deployment's engine is ready; 503 while loading or when one is dead.
+
+    Anyone may ask; a caller with a valid key also sees each deployment it may use, by name.
+    """
+    deployments = list(request.app.state.deployments)
+    states = {d.name: _state(d) for d in deployments}
+    overall = "ok" if all(s == "ready" for s in states.values()) else "loading"
+    if "failed" in states.values():
+        overall = "unhealthy"
+    body: dict[str, object] = {"status": overall}
+    principal = request.scope.get("state", {}).get("principal")
+    if principal is not None:
+        body["deployments"] = {name: s for name, s in states.items() if principal.may_use(name)}
+    if overall == "ok":
+        return JSONResponse(body)
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
 def routes() -> list[BaseRoute]:

@@ -33,15 +33,16 @@ class AuthMiddleware:
         self.verifier = verifier
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.verifier is None or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or self.verifier is None:
             await self.app(scope, receive, send)
             return
-        for presented in credentials(scope):
-            principal = self.verifier.identify(presented)
-            if principal is not None:
-                scope.setdefault("state", {})["principal"] = principal
-                await self.app(scope, receive, send)
-                return
+        principal = next((p for p in (self.verifier.identify(c) for c in credentials(scope)) if p is not None), None)
+        if principal is not None:
+            scope.setdefault("state", {})["principal"] = principal
+        if principal is not None or scope["path"] in PUBLIC_PATHS:
+            # Public paths answer everyone; a valid key there may see more (/health's details).
+            await self.app(scope, receive, send)
+            return
         response = error_response(unauthorized())
         response.headers["www-authenticate"] = 'Bearer, ApiKey header="api-key"'
         await response(scope, receive, send)
