@@ -86,11 +86,14 @@ def in_process(
     keys: list[Any] | None = None,
     wait_ready: bool = True,
     specs: list[DeploymentSpec] | None = None,
+    endpoints: list[Any] | None = None,
 ) -> Iterator[InProcessServer]:
     """An aimi app on the fake engine (unless ``settings`` say otherwise) in a background thread."""
     values: dict[str, Any] = {"engine": "fake", "home": "/nonexistent", **(settings or {})}
     settings = Settings(**values)
-    app = create_app(settings, specs or from_settings(settings, model), [KEY] if keys is None else keys)
+    app = create_app(
+        settings, specs or from_settings(settings, model), [KEY] if keys is None else keys, endpoints or ()
+    )
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)

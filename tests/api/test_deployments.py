@@ -11,7 +11,7 @@ import pytest
 from aimi.deployments.build import from_settings
 from aimi.deployments.profile import ModelProfile
 from aimi.settings import Settings
-from tests.conftest import FAKE_MODEL, InProcessServer, in_process
+from tests.conftest import FAKE_MODEL, InProcessServer, in_process, wait_until
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -166,3 +166,43 @@ def test_health_shows_each_deployment_only_to_a_caller_with_a_key(scoped: InProc
     assert limited.json() == {"status": "ok", "deployments": {"alpha": "ready"}}
     full = httpx.get(f"{scoped.url}/health", headers={"api-key": "every-deployment-key-0123"})
     assert full.json() == {"status": "ok", "deployments": {"alpha": "ready", "beta": "ready"}}
+
+
+@pytest.fixture(scope="module")
+def split() -> Iterator[InProcessServer]:
+    """An endpoint "live" sending 80% to "blue" and 20% to "green", mirroring all of it to "shadow"."""
+    from aimi.deployments.registry import Endpoint
+
+    settings = Settings(engine="fake", home="/nonexistent")
+    [base] = from_settings(settings, FAKE_MODEL)
+
+    def fake(name: str) -> object:
+        return replace(base, name=name, engine_config=replace(base.engine_config, options={"text": name}))
+
+    endpoint = Endpoint("live", (("blue", 80.0), ("green", 20.0)), mirror="shadow", mirror_percent=100.0)
+    specs = [fake("blue"), fake("green"), fake("shadow")]
+    with in_process(specs=specs, endpoints=[endpoint]) as running:  # type: ignore[arg-type]
+        yield running
+
+
+def test_an_endpoint_splits_traffic_by_weight(split: InProcessServer) -> None:
+    counts = {"blue": 0, "green": 0}
+    with split.client() as client:
+        for _ in range(600):
+            counts[_text(client.post("/v1/chat/completions", json={**CHAT, "model": "live", "max_tokens": 1}))] += 1
+    # 600 draws at p = 0.8: sd = sqrt(600 * 0.8 * 0.2) = 9.8; 5 sd either side fails one run in millions.
+    assert abs(counts["blue"] - 480) <= 49, counts
+
+
+def test_an_endpoint_mirrors_to_its_shadow_whose_answers_are_discarded(split: InProcessServer) -> None:
+    shadow = next(d for d in split.app.state.deployments if d.name == "shadow").engine
+    before = shadow.completed
+    with split.client() as client:
+        answers = {_text(client.post("/chat/completions", json={**CHAT, "model": "live"})) for _ in range(5)}
+    assert answers <= {"blue", "green"}
+    wait_until(lambda: shadow.completed == before + 5, 10, "the shadow to serve every mirrored request")
+
+
+def test_endpoints_are_listed_and_named_in_keys_like_deployments(split: InProcessServer) -> None:
+    with split.client() as client:
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["blue", "green", "shadow", "live"]

@@ -157,3 +157,46 @@ def test_each_key_mistake_is_named(keys: str, message: str) -> None:
         parse_config(text)
     assert str(caught.value).startswith(message), str(caught.value)
     assert "0123456789abcdef" not in str(caught.value)
+
+
+ENDPOINTS = '[[deployments]]\nname = "blue"\nmodel = "m.gguf"\n[[deployments]]\nname = "green"\nmodel = "m.gguf"\n'
+
+
+def test_endpoints_become_weighted_routes() -> None:
+    from aimi.deployments.build import endpoints_from_config
+
+    text = ENDPOINTS + (
+        '[[endpoints]]\nname = "live"\ntraffic = {blue = 90, green = 10}\n'
+        'mirror = {deployment = "green", percent = 5}\n'
+    )
+    [live] = endpoints_from_config(parse_config(text))
+    assert (live.name, live.traffic, live.mirror, live.mirror_percent) == (
+        "live",
+        (("blue", 90.0), ("green", 10.0)),
+        "green",
+        5.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        ('name = "blue"\ntraffic = {green = 1}', "config: endpoints[0] ('blue').name: already names a deployment"),
+        ('name = "e"\ntraffic = {red = 1}', "config: endpoints[0] ('e').traffic: no deployment named 'red'"),
+        ('name = "e"\ntraffic = {blue = 0}', "config: endpoints[0] ('e').traffic: the weights add up to 0"),
+        ('name = "e"\ntraffic = {blue = -1}', "config: endpoints[0] ('e').traffic.blue: Input should be greater than"),
+        ('name = "e"\ntraffic = {}', "config: endpoints[0] ('e').traffic: Dictionary should have at least 1 item"),
+        (
+            'name = "e"\ntraffic = {blue = 1}\nmirror = {deployment = "x", percent = 5}',
+            "config: endpoints[0] ('e').mirror.deployment: no deployment named 'x'",
+        ),
+        (
+            'name = "e"\ntraffic = {blue = 1}\nmirror = {deployment = "green", percent = 101}',
+            "config: endpoints[0] ('e').mirror.percent: Input should be less than or equal to 100",
+        ),
+    ],
+)
+def test_each_endpoint_mistake_is_named(endpoint: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(ENDPOINTS + "[[endpoints]]\n" + endpoint)
+    assert str(caught.value).startswith(message), str(caught.value)

@@ -13,8 +13,15 @@ import uvicorn
 from pydantic import ValidationError
 
 from aimi.auth.keys import ApiKey, load_or_create_key
-from aimi.deployments.build import DeploymentSpec, from_config, from_settings, keys_from_config
+from aimi.deployments.build import (
+    DeploymentSpec,
+    endpoints_from_config,
+    from_config,
+    from_settings,
+    keys_from_config,
+)
 from aimi.deployments.config import ConfigError, load_config
+from aimi.deployments.registry import Endpoint
 from aimi.deployments.sources import ModelSourceError, resolve
 from aimi.server import create_app
 from aimi.settings import Settings
@@ -71,12 +78,12 @@ def _status(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _specs(settings: Settings) -> tuple[list[DeploymentSpec], list[ApiKey]] | int:
+def _specs(settings: Settings) -> tuple[list[DeploymentSpec], list[ApiKey], list[Endpoint]] | int:
     """The deployments to serve and the file's keys, or the exit code after saying why not."""
     if settings.config is not None:
         try:
             config = load_config(settings.config)
-            return from_config(settings, config, _status), keys_from_config(config)
+            return from_config(settings, config, _status), keys_from_config(config), endpoints_from_config(config)
         except ConfigError as exc:
             print(f"aimi: {exc}", file=sys.stderr)
             return 2
@@ -90,7 +97,7 @@ def _specs(settings: Settings) -> tuple[list[DeploymentSpec], list[ApiKey]] | in
             f"aimi: say which engine serves {model.path} (--engine sentence-transformers, clip, ...)", file=sys.stderr
         )
         return 2
-    return from_settings(settings, model), []
+    return from_settings(settings, model), [], []
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     served = _specs(settings)
     if isinstance(served, int):
         return served
-    specs, file_keys = served
+    specs, file_keys, endpoints = served
     keys: list[str | ApiKey] | None
     if settings.no_auth:
         keys = None
@@ -115,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         keys = [key]
         origin = "generated and saved" if created else "from"
         print(f"aimi: API key ({origin} {settings.home / 'api-key'}): {key}", file=sys.stderr)
-    app = create_app(settings, specs, keys)
+    app = create_app(settings, specs, keys, endpoints)
     config = uvicorn.Config(
         app,
         host=settings.host,

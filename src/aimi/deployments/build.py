@@ -10,7 +10,7 @@ from pathlib import Path
 from aimi.auth.keys import ApiKey, Principal
 from aimi.deployments.config import ConfigError, DeploymentConfig, FileConfig
 from aimi.deployments.profile import ModelProfile
-from aimi.deployments.registry import Limits
+from aimi.deployments.registry import Endpoint, Limits
 from aimi.deployments.sources import ModelSourceError, ResolvedModel, resolve
 from aimi.engines.api import EngineConfig
 from aimi.settings import Settings
@@ -108,6 +108,19 @@ def from_config(settings: Settings, config: FileConfig, status: Callable[[str], 
             raise ConfigError(f"{where}.model: {exc}") from None
         specs.append(_spec(settings, entry, model, where))
     return specs
+
+
+def endpoints_from_config(config: FileConfig) -> list[Endpoint]:
+    """The file's traffic-splitting endpoints."""
+    return [
+        Endpoint(
+            name=entry.name,
+            traffic=tuple(entry.traffic.items()),
+            mirror=entry.mirror.deployment if entry.mirror else None,
+            mirror_percent=entry.mirror.percent if entry.mirror else 0.0,
+        )
+        for entry in config.endpoints
+    ]
 
 
 def keys_from_config(config: FileConfig) -> list[ApiKey]:

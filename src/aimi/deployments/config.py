@@ -108,10 +108,25 @@ class KeyConfig(_Strict):
     deployments: list[str] | None = None
 
 
+class MirrorConfig(_Strict):
+    deployment: str
+    percent: Annotated[float, Field(ge=0, le=100)]
+
+
+class EndpointConfig(_Strict):
+    """A name that splits traffic over deployments by weight, and may mirror a share of it to a
+    shadow deployment whose answers are discarded."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    traffic: Annotated[dict[str, Annotated[float, Field(ge=0)]], Field(min_length=1)]
+    mirror: MirrorConfig | None = None
+
+
 class FileConfig(_Strict):
     """The whole file."""
 
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
+    endpoints: list[EndpointConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
 
 
@@ -154,6 +169,18 @@ def parse_config(text: str, source: str = "config") -> FileConfig:
             raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).model is required")
         if deployment.engine == "upstream" and "url" not in deployment.engine_options:
             raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).engine_options.url is required")
+    for i, endpoint in enumerate(config.endpoints):
+        where = f"{source}: endpoints[{i}] ({endpoint.name!r})"
+        if endpoint.name in names or [e.name for e in config.endpoints].count(endpoint.name) > 1:
+            raise ConfigError(f"{where}.name: already names a deployment or another endpoint")
+        unknown = sorted(set(endpoint.traffic) - set(names))
+        if unknown:
+            raise ConfigError(f"{where}.traffic: no deployment named {', '.join(map(repr, unknown))}")
+        if sum(endpoint.traffic.values()) <= 0:
+            raise ConfigError(f"{where}.traffic: the weights add up to 0")
+        if endpoint.mirror is not None and endpoint.mirror.deployment not in names:
+            raise ConfigError(f"{where}.mirror.deployment: no deployment named {endpoint.mirror.deployment!r}")
+    names = names + [e.name for e in config.endpoints]
     key_names = [k.name for k in config.keys]
     for i, key in enumerate(config.keys):
         where = f"{source}: keys[{i}] ({key.name!r})"

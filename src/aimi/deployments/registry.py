@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from aimi.deployments.profile import ModelProfile
@@ -70,25 +71,59 @@ class Deployment:
         self.in_flight -= 1
 
 
-class Deployments:
-    """Every deployment of this server, by name."""
+@dataclass(frozen=True)
+class Endpoint:
+    """A name that routes to several deployments by weight (a blue/green rollout), and may mirror a
+    share of its traffic to a shadow deployment whose answers are discarded."""
 
-    def __init__(self, deployments: list[Deployment]) -> None:
+    name: str
+    traffic: tuple[tuple[str, float], ...]
+    mirror: str | None = None
+    mirror_percent: float = 0.0
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Where a request goes: the deployment that answers, the name the client used (what a key's
+    permissions are checked against), and a shadow deployment to mirror it to, if any."""
+
+    deployment: Deployment
+    called: str
+    shadow: Deployment | None = None
+
+
+class Deployments:
+    """Every deployment of this server, by name, and the endpoints that split traffic over them."""
+
+    def __init__(
+        self, deployments: list[Deployment], endpoints: Sequence[Endpoint] = (), rng: random.Random | None = None
+    ) -> None:
         self._by_name = {d.name: d for d in deployments}
+        self._endpoints = {e.name: e for e in endpoints}
+        self._rng = rng or random.Random()
 
     def __iter__(self) -> Iterator[Deployment]:
         return iter(self._by_name.values())
 
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return list(self._endpoints.values())
+
     def resolve(self, model: str | None, pinned: str | None = None) -> Deployment:
-        """The deployment for a request.
+        """The deployment that answers a request (see :meth:`route`)."""
+        return self.route(model, pinned).deployment
+
+    def route(self, model: str | None, pinned: str | None = None) -> Routed:
+        """Where a request goes.
 
         ``pinned`` comes from the path (``/deployments/{name}/...``) and must exist. Otherwise
-        ``model`` (the ``azureml-model-deployment`` header, or the body's ``model``) picks one; with a
-        single deployment it is ignored, as Azure endpoints serving one model do. An unknown name
-        is a 404 that does not list the others.
+        ``model`` (the ``azureml-model-deployment`` header, or the body's ``model``) picks a
+        deployment or an endpoint; with a single deployment (and no endpoints) it is ignored, as
+        Azure endpoints serving one model do. An unknown name is a 404 that does not list the others.
         """
-        if pinned is None and len(self._by_name) == 1:
-            return next(iter(self._by_name.values()))
+        if pinned is None and len(self._by_name) == 1 and not self._endpoints:
+            only = next(iter(self._by_name.values()))
+            return Routed(only, only.name)
         name = pinned if pinned is not None else model
         if name is None:
             raise ApiError(
@@ -97,8 +132,17 @@ class Deployments:
                 "azureml-model-deployment header, or the path /deployments/{name}/...",
                 param="model",
             )
+        endpoint = self._endpoints.get(name)
+        if endpoint is not None:
+            names = [target for target, _ in endpoint.traffic]
+            weights = [weight for _, weight in endpoint.traffic]
+            chosen = self._by_name[self._rng.choices(names, weights)[0]]
+            shadow = None
+            if endpoint.mirror is not None and self._rng.random() * 100 < endpoint.mirror_percent:
+                shadow = self._by_name[endpoint.mirror]
+            return Routed(chosen, name, shadow)
         deployment = self._by_name.get(name)
         if deployment is None:
             shown = name if len(name) <= 64 else name[:61] + "..."
             raise ApiError("NotFound", f"no deployment named {shown!r}", param="model")
-        return deployment
+        return Routed(deployment, name)

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from aimi.auth.keys import ApiKey, KeyVerifier
 from aimi.deployments.build import DeploymentSpec
-from aimi.deployments.registry import Deployment, Deployments
+from aimi.deployments.registry import Deployment, Deployments, Endpoint
 from aimi.engines import build_engine
 from aimi.engines.api import EngineDead, EngineState
 from aimi.protocol.errors import ApiError
@@ -112,10 +112,14 @@ def _deployment(spec: DeploymentSpec) -> Deployment:
 
 
 def create_app(
-    settings: Settings, specs: list[DeploymentSpec], keys: Sequence[str | ApiKey] | None = None
+    settings: Settings,
+    specs: list[DeploymentSpec],
+    keys: Sequence[str | ApiKey] | None = None,
+    endpoints: Sequence[Endpoint] = (),
 ) -> Starlette:
-    """The ASGI app serving ``specs`` with ``settings``; ``keys`` None means no auth."""
-    deployments = Deployments([_deployment(spec) for spec in specs])
+    """The ASGI app serving ``specs`` (and ``endpoints`` over them) with ``settings``; ``keys``
+    None means no auth."""
+    deployments = Deployments([_deployment(spec) for spec in specs], endpoints)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -132,7 +136,7 @@ def create_app(
         try:
             yield
         finally:
-            for task in loading:
+            for task in [*loading, *app.state.shadow_tasks]:
                 task.cancel()
             for d in deployments:
                 await d.engine.close()
@@ -157,4 +161,5 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.deployments = deployments
+    app.state.shadow_tasks = set()
     return app

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
-from aimi.deployments.registry import Deployment, Deployments
+from aimi.deployments.registry import Deployment, Deployments, Routed
 from aimi.engines.api import EngineDead, RequestFailed
 from aimi.pipeline import canonical, embeddings
 from aimi.pipeline.controls import Work
@@ -30,6 +31,7 @@ from aimi.surfaces.responses import JSONResponse
 from aimi.surfaces.stream import ClientGone, EventStreamResponse
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,16 +84,38 @@ def _deployments(request: Request) -> Deployments:
     return deployments
 
 
-def _allowed(request: Request, deployment: Deployment) -> Deployment:
+def _allowed(request: Request, routed: Routed) -> Routed:
     principal = request.scope.get("state", {}).get("principal")
-    if principal is not None and not principal.may_use(deployment.name):
-        raise ApiError("Forbidden", f"key '{principal.name}' may not use deployment '{deployment.name}'")
-    return deployment
+    if principal is not None and not principal.may_use(routed.called):
+        raise ApiError("Forbidden", f"key '{principal.name}' may not use deployment '{routed.called}'")
+    return routed
 
 
-def _deployment(request: Request, model: str | None, kind: str) -> Deployment:
+def _routed(request: Request, model: str | None) -> Routed:
+    return _allowed(request, _deployments(request).route(model, request.path_params.get("deployment")))
+
+
+def _mirror(request: Request, routed: Routed, kind: str, run: Callable[[Deployment], Awaitable[object]]) -> None:
+    """Send the request to the shadow deployment too, in the background; its answer is discarded."""
+    shadow = routed.shadow
+    if shadow is None or not getattr(shadow.engine.capabilities, _KINDS[kind][1]):
+        return
+
+    async def mirrored() -> None:
+        try:
+            await run(shadow.ready())
+        except Exception as exc:  # a shadow's failure never reaches the client
+            log.info("shadow request to %s failed: %s", shadow.name, exc)
+
+    tasks: set[asyncio.Task[None]] = request.app.state.shadow_tasks
+    task = asyncio.create_task(mirrored())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+def _deployment(request: Request, model: str | None, kind: str, routed: Routed | None = None) -> Deployment:
     name = request.headers.get("azureml-model-deployment") or model
-    deployment = _allowed(request, _deployments(request).resolve(name, request.path_params.get("deployment")))
+    deployment = (routed or _routed(request, name)).deployment
     what, capability = _KINDS[kind]
     if not getattr(deployment.engine.capabilities, capability):
         raise ApiError(
@@ -118,10 +142,16 @@ async def _respond(request: Request, deployment: Deployment, work: Work, encoder
     return JSONResponse(encoder.whole(result))
 
 
+async def _shadow_generation(deployment: Deployment, work: Work) -> None:
+    await gather(await Generation.open(deployment, work))
+
+
 async def chat_completions(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.chat_model)
-    deployment = _deployment(request, body.model, "chat")
+    routed = _routed(request, request.headers.get("azureml-model-deployment") or body.model)
+    deployment = _deployment(request, body.model, "chat", routed)
     work = canonical.chat_request(body, policy, deployment)
+    _mirror(request, routed, "chat", lambda d: _shadow_generation(d, canonical.chat_request(body, policy, d)))
     include_usage = bool(
         isinstance(body, OpenAIChatRequest) and body.stream_options and body.stream_options.include_usage
     )
@@ -131,8 +161,12 @@ async def chat_completions(request: Request, surface: Surface) -> Response:
 
 async def completions(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.completion_model)
-    deployment = _deployment(request, body.model, "completions")
+    routed = _routed(request, request.headers.get("azureml-model-deployment") or body.model)
+    deployment = _deployment(request, body.model, "completions", routed)
     work = canonical.completion_request(body, policy, deployment)
+    _mirror(
+        request, routed, "completions", lambda d: _shadow_generation(d, canonical.completion_request(body, policy, d))
+    )
     include_usage = bool(
         isinstance(body, OpenAICompletionRequest) and body.stream_options and body.stream_options.include_usage
     )
@@ -143,7 +177,7 @@ async def completions(request: Request, surface: Surface) -> Response:
 async def info(request: Request) -> Response:
     """Azure ``GET /info``: the model behind the endpoint."""
     name = request.query_params.get("model") or request.headers.get("azureml-model-deployment")
-    deployment = _allowed(request, _deployments(request).resolve(name, request.path_params.get("deployment")))
+    deployment = _routed(request, name).deployment
     return JSONResponse(
         {
             "model_name": deployment.display_name,
@@ -155,10 +189,17 @@ async def info(request: Request) -> Response:
 
 async def models(request: Request) -> Response:
     """OpenAI ``GET /v1/models``."""
+    principal = request.scope.get("state", {}).get("principal")
+    deployments = _deployments(request)
     data = [
         {"id": d.name, "object": "model", "created": d.created, "owned_by": d.profile.provider}
-        for d in _deployments(request)
-        if (principal := request.scope.get("state", {}).get("principal")) is None or principal.may_use(d.name)
+        for d in deployments
+        if principal is None or principal.may_use(d.name)
+    ]
+    data += [
+        {"id": e.name, "object": "model", "created": 0, "owned_by": "aimi"}
+        for e in deployments.endpoints
+        if principal is None or principal.may_use(e.name)
     ]
     return JSONResponse({"object": "list", "data": data})
 
@@ -185,10 +226,20 @@ async def _embedding_response(
     )
 
 
+async def _shadow_embedding(deployment: Deployment, work: EmbeddingWork) -> None:
+    deployment.admit()
+    try:
+        await deployment.engine.embed(work.request)
+    finally:
+        deployment.release()
+
+
 async def text_embeddings(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.embeddings_model)
-    deployment = _deployment(request, body.model, "embeddings")
+    routed = _routed(request, request.headers.get("azureml-model-deployment") or body.model)
+    deployment = _deployment(request, body.model, "embeddings", routed)
     work = embeddings.text_request(body, policy, deployment)
+    _mirror(request, routed, "embeddings", lambda d: _shadow_embedding(d, embeddings.text_request(body, policy, d)))
     return await _embedding_response(request, deployment, work, surface.azure)
 
 
