@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aimi.engines.api import (
-    ChatTurn,
     EmbeddingRequest,
     Embeddings,
     EngineCapabilities,
@@ -39,6 +38,7 @@ from aimi.engines.api import (
     TextDelta,
     Usage,
 )
+from aimi.engines.openai_wire import logprobs_of, turn_to_json
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +59,10 @@ _EXTRAS: dict[str, tuple[str, type | tuple[type, ...]]] = {
 }
 
 
-def _turn_to_json(turn: ChatTurn) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": turn.role, "content": turn.content}
-    if turn.tool_calls:
-        message["tool_calls"] = list(turn.tool_calls)
-    if turn.tool_call_id is not None:
-        message["tool_call_id"] = turn.tool_call_id
-    return message
-
-
 def _payload(request: GenerationRequest) -> dict[str, Any]:
     payload: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
     if request.messages is not None:
-        payload["messages"] = [_turn_to_json(turn) for turn in request.messages]
+        payload["messages"] = [turn_to_json(turn) for turn in request.messages]
     else:
         payload["prompt"] = request.prompt
     payload["max_tokens"] = request.max_tokens if request.max_tokens is not None else -1
@@ -287,23 +278,13 @@ def _hits_stop_token(chunk: dict[str, Any], stop_token_ids: list[int]) -> bool:
     return False
 
 
-def _logprobs(choice: dict[str, Any], alternatives: int) -> tuple[dict[str, Any], ...]:
-    def clean(entry: dict[str, Any]) -> dict[str, Any]:
-        return {"token": entry.get("token", ""), "logprob": entry.get("logprob"), "bytes": entry.get("bytes")}
-
-    return tuple(
-        {**clean(entry), "top_logprobs": [clean(top) for top in (entry.get("top_logprobs") or [])[:alternatives]]}
-        for entry in (choice.get("logprobs") or {}).get("content") or ()
-    )
-
-
 def _events(chunk: dict[str, Any], chat: bool, logprobs: int | None) -> list[Event]:
     events: list[Event] = []
     for choice in chunk.get("choices") or ():
         index = int(choice.get("index", 0))
         text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
         if text:
-            events.append(TextDelta(text, index, () if logprobs is None else _logprobs(choice, logprobs)))
+            events.append(TextDelta(text, index, () if logprobs is None else logprobs_of(choice, logprobs)))
         reason = choice.get("finish_reason")
         if reason:
             events.append(Finish(_FINISH_REASONS.get(reason, "stop"), index))

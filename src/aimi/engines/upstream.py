@@ -65,7 +65,6 @@ from urllib.parse import urlsplit
 import httpx
 
 from aimi.engines.api import (
-    ChatTurn,
     EmbeddingRequest,
     Embeddings,
     EngineCapabilities,
@@ -82,6 +81,7 @@ from aimi.engines.api import (
     ToolCallDelta,
     Usage,
 )
+from aimi.engines.openai_wire import logprobs_of, turn_to_json
 
 log = logging.getLogger(__name__)
 
@@ -148,15 +148,6 @@ def _shown(url: str) -> str:
 def _level(exc: RequestFailed) -> int:
     """Requests the upstream refused as invalid are the client's business; the rest are ours."""
     return logging.INFO if exc.client_error else logging.WARNING
-
-
-def _turn_to_json(turn: ChatTurn) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": turn.role, "content": turn.content}
-    if turn.tool_calls:
-        message["tool_calls"] = list(turn.tool_calls)
-    if turn.tool_call_id is not None:
-        message["tool_call_id"] = turn.tool_call_id
-    return message
 
 
 def _is_context_error(error: dict[str, Any], message: str) -> bool:
@@ -440,7 +431,7 @@ class UpstreamEngine:
         if self._model is not None:
             payload["model"] = self._model
         if request.messages is not None:
-            payload["messages"] = [_turn_to_json(turn) for turn in request.messages]
+            payload["messages"] = [turn_to_json(turn) for turn in request.messages]
         else:
             payload["prompt"] = request.prompt or ""
         if request.max_tokens is not None:
@@ -595,43 +586,6 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
         yield "\n".join(buffer)
 
 
-def _clean(entry: dict[str, Any]) -> dict[str, Any]:
-    token = str(entry.get("token", ""))
-    raw = entry.get("bytes")
-    return {"token": token, "logprob": entry.get("logprob"), "bytes": raw if raw is not None else list(token.encode())}
-
-
-def _logprobs(choice: dict[str, Any], alternatives: int) -> tuple[dict[str, Any], ...]:
-    """Per-token logprobs in OpenAI's chat shape, from the chat shape (``content``) or the legacy
-    completions shape (``tokens``, ``token_logprobs``, ``top_logprobs``)."""
-    logprobs = choice.get("logprobs")
-    if not isinstance(logprobs, dict):
-        return ()
-    content = logprobs.get("content")
-    if isinstance(content, list):
-        return tuple(
-            {**_clean(entry), "top_logprobs": [_clean(top) for top in (entry.get("top_logprobs") or [])[:alternatives]]}
-            for entry in content
-            if isinstance(entry, dict)
-        )
-    tokens = logprobs.get("tokens")
-    if not isinstance(tokens, list):
-        return ()
-    values = logprobs.get("token_logprobs") or []
-    tops = logprobs.get("top_logprobs") or []
-    entries = []
-    for i, token in enumerate(tokens):
-        top = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
-        ranked = sorted(top.items(), key=lambda item: -float(item[1]))[:alternatives]
-        entries.append(
-            {
-                **_clean({"token": token, "logprob": values[i] if i < len(values) else None}),
-                "top_logprobs": [_clean({"token": t, "logprob": lp}) for t, lp in ranked],
-            }
-        )
-    return tuple(entries)
-
-
 def _events(chunk: dict[str, Any], chat: bool, logprobs: int | None, progress: _Progress) -> list[Event]:
     """The events of one chunk; its usage is kept in ``progress`` for the end."""
     events: list[Event] = []
@@ -644,7 +598,7 @@ def _events(chunk: dict[str, Any], chat: bool, logprobs: int | None, progress: _
         text = delta.get("content") if chat else choice.get("text")
         if isinstance(text, str) and text:
             carried = True
-            events.append(TextDelta(text, index, () if logprobs is None else _logprobs(choice, logprobs)))
+            events.append(TextDelta(text, index, () if logprobs is None else logprobs_of(choice, logprobs)))
         for call in delta.get("tool_calls") or ():
             function = call.get("function") or {}
             carried = True
