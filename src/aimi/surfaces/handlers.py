@@ -92,7 +92,10 @@ def _allowed(request: Request, routed: Routed) -> Routed:
 
 
 def _routed(request: Request, model: str | None) -> Routed:
-    return _allowed(request, _deployments(request).route(model, request.path_params.get("deployment")))
+    """Where the request goes: the path's deployment, else the azureml-model-deployment header,
+    else ``model`` (the body's), checked against the caller's key."""
+    name = request.headers.get("azureml-model-deployment") or model
+    return _allowed(request, _deployments(request).route(name, request.path_params.get("deployment")))
 
 
 def _mirror(request: Request, routed: Routed, kind: str, run: Callable[[Deployment], Awaitable[object]]) -> None:
@@ -113,9 +116,9 @@ def _mirror(request: Request, routed: Routed, kind: str, run: Callable[[Deployme
     task.add_done_callback(tasks.discard)
 
 
-def _deployment(request: Request, model: str | None, kind: str, routed: Routed | None = None) -> Deployment:
-    name = request.headers.get("azureml-model-deployment") or model
-    deployment = (routed or _routed(request, name)).deployment
+def _serving(routed: Routed, kind: str) -> Deployment:
+    """The routed deployment, if it serves ``kind`` requests and can take one now."""
+    deployment = routed.deployment
     what, capability = _KINDS[kind]
     if not getattr(deployment.engine.capabilities, capability):
         raise ApiError(
@@ -148,8 +151,8 @@ async def _shadow_generation(deployment: Deployment, work: Work) -> None:
 
 async def chat_completions(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.chat_model)
-    routed = _routed(request, request.headers.get("azureml-model-deployment") or body.model)
-    deployment = _deployment(request, body.model, "chat", routed)
+    routed = _routed(request, body.model)
+    deployment = _serving(routed, "chat")
     work = canonical.chat_request(body, policy, deployment)
     _mirror(request, routed, "chat", lambda d: _shadow_generation(d, canonical.chat_request(body, policy, d)))
     include_usage = bool(
@@ -161,8 +164,8 @@ async def chat_completions(request: Request, surface: Surface) -> Response:
 
 async def completions(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.completion_model)
-    routed = _routed(request, request.headers.get("azureml-model-deployment") or body.model)
-    deployment = _deployment(request, body.model, "completions", routed)
+    routed = _routed(request, body.model)
+    deployment = _serving(routed, "completions")
     work = canonical.completion_request(body, policy, deployment)
     _mirror(
         request, routed, "completions", lambda d: _shadow_generation(d, canonical.completion_request(body, policy, d))
@@ -176,8 +179,7 @@ async def completions(request: Request, surface: Surface) -> Response:
 
 async def info(request: Request) -> Response:
     """Azure ``GET /info``: the model behind the endpoint."""
-    name = request.query_params.get("model") or request.headers.get("azureml-model-deployment")
-    deployment = _routed(request, name).deployment
+    deployment = _routed(request, request.query_params.get("model")).deployment
     return JSONResponse(
         {
             "model_name": deployment.display_name,
@@ -236,8 +238,8 @@ async def _shadow_embedding(deployment: Deployment, work: EmbeddingWork) -> None
 
 async def text_embeddings(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.embeddings_model)
-    routed = _routed(request, request.headers.get("azureml-model-deployment") or body.model)
-    deployment = _deployment(request, body.model, "embeddings", routed)
+    routed = _routed(request, body.model)
+    deployment = _serving(routed, "embeddings")
     work = embeddings.text_request(body, policy, deployment)
     _mirror(request, routed, "embeddings", lambda d: _shadow_embedding(d, embeddings.text_request(body, policy, d)))
     return await _embedding_response(request, deployment, work, surface.azure)
@@ -245,6 +247,6 @@ async def text_embeddings(request: Request, surface: Surface) -> Response:
 
 async def image_embeddings(request: Request) -> Response:
     body, policy = await _body(request, AZURE, AzureImageEmbeddingsRequest)
-    deployment = _deployment(request, body.model, "image_embeddings")
+    deployment = _serving(_routed(request, body.model), "image_embeddings")
     work = embeddings.image_request(body, policy, deployment)
     return await _embedding_response(request, deployment, work, True)
