@@ -75,6 +75,9 @@ class Settings(BaseSettings):
         100_000, ge=1, description="Longest text (characters) or token array one embedding input may be."
     )
     max_image_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest decoded image an input may carry.")
+    max_loaded_models: int = Field(
+        0, ge=0, description="Most on-demand models loaded at once (least recently used unload first); 0: no cap."
+    )
     log_level: str = Field("info", description="Log level of aimi's own logs.")
 
     @field_validator("api_key", mode="before")

@@ -206,3 +206,36 @@ def test_an_endpoint_mirrors_to_its_shadow_whose_answers_are_discarded(split: In
 def test_endpoints_are_listed_and_named_in_keys_like_deployments(split: InProcessServer) -> None:
     with split.client() as client:
         assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["blue", "green", "shadow", "live"]
+
+
+def _on_demand(idle: float, cap: int = 0) -> object:
+    settings = Settings(engine="fake", home="/nonexistent", max_loaded_models=cap)
+    [base] = from_settings(settings, FAKE_MODEL)
+
+    def fake(name: str) -> object:
+        config = replace(base.engine_config, options={"text": name})
+        return replace(base, name=name, engine_config=config, idle_unload_seconds=idle)
+
+    return in_process({"max_loaded_models": cap}, specs=[fake("one"), fake("two")])  # type: ignore[list-item]
+
+
+def _states(server: InProcessServer) -> dict[str, str]:
+    return httpx.get(f"{server.url}/health", headers=server.headers).json()["deployments"]  # type: ignore[no-any-return]
+
+
+def test_on_demand_models_load_with_their_first_request_and_unload_when_idle() -> None:
+    with _on_demand(idle=0.3) as server, server.client() as client:  # type: ignore[attr-defined]
+        assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+        assert _states(server) == {"one": "unloaded", "two": "unloaded"}
+        assert _text(client.post("/chat/completions", json={**CHAT, "model": "one"})) == "one"
+        wait_until(lambda: _states(server)["one"] == "unloaded", 10, "the idle model to unload")
+        assert _states(server)["two"] == "unloaded"
+        assert _text(client.post("/chat/completions", json={**CHAT, "model": "one"})) == "one"
+
+
+def test_past_the_cap_the_least_recently_used_model_unloads_first() -> None:
+    with _on_demand(idle=3600, cap=1) as server, server.client() as client:  # type: ignore[attr-defined]
+        assert _text(client.post("/chat/completions", json={**CHAT, "model": "one"})) == "one"
+        assert _states(server) == {"one": "ready", "two": "unloaded"}
+        assert _text(client.post("/chat/completions", json={**CHAT, "model": "two"})) == "two"
+        assert _states(server) == {"one": "unloaded", "two": "ready"}

@@ -13,6 +13,7 @@ VALID = """
 name = "chat"
 model = "model.gguf"
 slots = 3
+idle_unload_seconds = 120
 [deployments.profile]
 display_name = "Chat Model"
 system_role = false
@@ -36,7 +37,7 @@ def test_a_valid_file_builds_every_deployment(tmp_path, monkeypatch) -> None:  #
     monkeypatch.setenv("AIMI_TEST_UPSTREAM_KEY", "secret-upstream-key")
     chat, remote = from_config(Settings(home=tmp_path, cache_dir=tmp_path), parse_config(VALID), lambda _: None)
     assert (chat.name, chat.display_name, chat.engine) == ("chat", "Chat Model", "llamacpp")
-    assert chat.engine_config.slots == 3
+    assert (chat.engine_config.slots, chat.idle_unload_seconds) == (3, 120)
     assert chat.profile.system_role is False
     assert (chat.limits.max_tokens, chat.limits.default_temperature) == (100, 0.2)
     assert chat.limits.max_messages == Settings().max_messages

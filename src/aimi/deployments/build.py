@@ -26,6 +26,7 @@ class DeploymentSpec:
     engine_config: EngineConfig
     profile: ModelProfile
     limits: Limits
+    idle_unload_seconds: float | None = None
 
 
 def server_limits(settings: Settings) -> Limits:
@@ -94,6 +95,7 @@ def _spec(settings: Settings, entry: DeploymentConfig, model: ResolvedModel | No
         ),
         profile=profile,
         limits=limits,
+        idle_unload_seconds=entry.idle_unload_seconds,
     )
 
 

@@ -85,6 +85,7 @@ class DeploymentConfig(_Strict):
     slots: Annotated[int, Field(ge=1, le=256)] | None = None
     context_size: Annotated[int, Field(ge=64)] | None = None
     threads: Annotated[int, Field(ge=1)] | None = None
+    idle_unload_seconds: Annotated[float, Field(gt=0)] | None = None
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from aimi.deployments.profile import ModelProfile
 from aimi.engines.api import Engine, EngineState, ModelFacts
 from aimi.protocol.errors import ApiError, service_unavailable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,7 +35,11 @@ class Limits:
 
 @dataclass
 class Deployment:
-    """A model served under a name, by one engine."""
+    """A model served under a name, by one engine.
+
+    With ``idle_unload_seconds`` the deployment loads its model when first needed and unloads it
+    after that long without a request; ``factory`` builds the fresh engine a reload needs.
+    """
 
     name: str
     display_name: str
@@ -41,11 +49,46 @@ class Deployment:
     facts: ModelFacts | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     in_flight: int = 0
+    idle_unload_seconds: float | None = None
+    factory: Callable[[], Engine] | None = None
+    last_used: float = field(default_factory=time.monotonic)
+    failed: bool = False
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @property
+    def on_demand(self) -> bool:
+        return self.idle_unload_seconds is not None
+
+    @property
+    def loaded(self) -> bool:
+        return self.facts is not None and self.engine.health() is EngineState.READY
+
+    def state(self) -> str:
+        """``ready``, ``loading``, ``unloaded`` (on demand, not needed lately) or ``failed``."""
+        if self.failed or self.engine.health() is EngineState.DEAD:
+            return "failed"
+        if self.loaded:
+            return "ready"
+        return "unloaded" if self.on_demand and not self._lock.locked() else "loading"
+
+    async def load(self) -> None:
+        """Start the engine; a failure leaves the deployment failed (and logged by the caller)."""
+        try:
+            self.facts = await self.engine.start()
+        except BaseException:
+            self.failed = True
+            raise
+
+    async def unload(self) -> None:
+        """Release the model; the next request loads it again."""
+        await self.engine.close()
+        assert self.factory is not None
+        self.engine, self.facts = self.factory(), None
 
     def ready(self) -> Deployment:
         """This deployment if it can take a request now, else a 503 with Retry-After."""
         state = self.engine.health()
-        if state is EngineState.DEAD:
+        if state is EngineState.DEAD or self.failed:
             raise service_unavailable(f"deployment '{self.name}' has no running engine", retry_after=30)
         if state is EngineState.LOADING or self.facts is None:
             raise service_unavailable(f"deployment '{self.name}' is still loading its model", retry_after=5)
@@ -58,6 +101,7 @@ class Deployment:
 
     def admit(self) -> None:
         """Count one request in; past the slots and the queue, a 429 with Retry-After."""
+        self.last_used = time.monotonic()
         slots = self.facts.n_slots if self.facts else 1
         if self.in_flight >= slots + self.limits.max_queue:
             raise ApiError(
@@ -69,6 +113,7 @@ class Deployment:
 
     def release(self) -> None:
         self.in_flight -= 1
+        self.last_used = time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -108,6 +153,37 @@ class Deployments:
     @property
     def endpoints(self) -> list[Endpoint]:
         return list(self._endpoints.values())
+
+    async def ensure_loaded(self, deployment: Deployment, max_loaded: int = 0) -> None:
+        """Load an on-demand deployment's model, first unloading the least recently used idle
+        on-demand deployments while ``max_loaded`` (0: no cap) models are loaded."""
+        if not deployment.on_demand or deployment.loaded or deployment.failed:
+            return
+        async with deployment._lock:
+            if deployment.loaded or deployment.failed:
+                return
+            if max_loaded:
+                loaded = sorted((d for d in self if d.on_demand and d.loaded), key=lambda d: d.last_used)
+                for victim in loaded[: max(0, len(loaded) - max_loaded + 1)]:
+                    if victim.in_flight == 0:
+                        await self.unload(victim)
+            deployment.last_used = time.monotonic()
+            await deployment.load()
+
+    async def unload(self, deployment: Deployment) -> None:
+        async with deployment._lock:
+            if deployment.loaded and deployment.in_flight == 0:
+                log.info("unloading deployment %s", deployment.name)
+                await deployment.unload()
+
+    async def unload_idle(self) -> None:
+        """Unload every on-demand deployment idle for longer than its idle time."""
+        now = time.monotonic()
+        for deployment in self:
+            idle = deployment.idle_unload_seconds
+            if idle is not None and deployment.loaded and deployment.in_flight == 0:
+                if now - deployment.last_used >= idle:
+                    await self.unload(deployment)
 
     def resolve(self, model: str | None, pinned: str | None = None) -> Deployment:
         """The deployment that answers a request (see :meth:`route`)."""

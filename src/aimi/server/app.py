@@ -20,7 +20,7 @@ from aimi.auth.keys import ApiKey, KeyVerifier
 from aimi.deployments.build import DeploymentSpec
 from aimi.deployments.registry import Deployment, Deployments, Endpoint
 from aimi.engines import build_engine
-from aimi.engines.api import EngineDead, EngineState
+from aimi.engines.api import EngineDead
 from aimi.protocol.errors import ApiError
 from aimi.server import openapi
 from aimi.server.middleware.access_log import AccessLogMiddleware
@@ -41,21 +41,15 @@ log = logging.getLogger(__name__)
 # in /models, the 2025 spec's host template in /api/models.
 
 
-def _state(deployment: Deployment) -> str:
-    state = deployment.engine.health()
-    if state is EngineState.DEAD:
-        return "failed"
-    return "ready" if state is EngineState.READY and deployment.facts else "loading"
-
-
 async def health(request: Request) -> Response:
-    """200 when every deployment's engine is ready; 503 while loading or when one is dead.
+    """200 when every deployment is ready (or unloaded until needed); 503 while one loads or when
+    one failed.
 
     Anyone may ask; a caller with a valid key also sees each deployment it may use, by name.
     """
     deployments = list(request.app.state.deployments)
-    states = {d.name: _state(d) for d in deployments}
-    overall = "ok" if all(s == "ready" for s in states.values()) else "loading"
+    states = {d.name: d.state() for d in deployments}
+    overall = "ok" if all(s in ("ready", "unloaded") for s in states.values()) else "loading"
     if "failed" in states.values():
         overall = "unhealthy"
     body: dict[str, object] = {"status": overall}
@@ -107,7 +101,13 @@ def _deployment(spec: DeploymentSpec) -> Deployment:
         else:
             profile = replace(profile, model_type="embeddings")
     return Deployment(
-        name=spec.name, display_name=spec.display_name, profile=profile, engine=engine, limits=spec.limits
+        name=spec.name,
+        display_name=spec.display_name,
+        profile=profile,
+        engine=engine,
+        limits=spec.limits,
+        idle_unload_seconds=spec.idle_unload_seconds,
+        factory=partial(build_engine, spec.engine, spec.engine_config),
     )
 
 
@@ -126,12 +126,21 @@ def create_app(
         # The server answers (/health: 503) while models load in the background.
         async def load(d: Deployment) -> None:
             try:
-                d.facts = await d.engine.start()
-                log.info("deployment %s ready (%d slots, context %d)", d.name, d.facts.n_slots, d.facts.context_length)
+                await d.load()
+                log.info("deployment %s ready", d.name)
             except EngineDead as exc:
                 log.error("deployment %s failed to load: %s", d.name, exc)
 
-        loading = [asyncio.create_task(load(d)) for d in deployments]
+        async def unload_idle(every: float) -> None:
+            while True:
+                await asyncio.sleep(every)
+                await deployments.unload_idle()
+
+        # On-demand deployments load with their first request; the others now, in the background.
+        loading = [asyncio.create_task(load(d)) for d in deployments if not d.on_demand]
+        idle = [d.idle_unload_seconds for d in deployments if d.idle_unload_seconds is not None]
+        if idle:
+            loading.append(asyncio.create_task(unload_idle(min(5.0, max(0.05, min(idle) / 4)))))
         app.state.loading = loading
         try:
             yield

@@ -106,7 +106,7 @@ def _mirror(request: Request, routed: Routed, kind: str, run: Callable[[Deployme
 
     async def mirrored() -> None:
         try:
-            await run(shadow.ready())
+            await run(await _loaded(request, shadow))
         except Exception as exc:  # a shadow's failure never reaches the client
             log.info("shadow request to %s failed: %s", shadow.name, exc)
 
@@ -125,6 +125,15 @@ def _serving(routed: Routed, kind: str) -> Deployment:
             "NotFound",
             f"{what} not found on deployment '{deployment.name}', which serves {deployment.profile.model_type}",
         )
+    return deployment
+
+
+async def _loaded(request: Request, deployment: Deployment) -> Deployment:
+    """The deployment with its model loaded (on-demand deployments load here), ready for a request."""
+    try:
+        await _deployments(request).ensure_loaded(deployment, request.app.state.settings.max_loaded_models)
+    except EngineDead as exc:
+        log.error("deployment %s failed to load: %s", deployment.name, exc)
     return deployment.ready()
 
 
@@ -138,6 +147,7 @@ def _model_name(deployment: Deployment, surface: Surface) -> str:
 
 
 async def _respond(request: Request, deployment: Deployment, work: Work, encoder: Encoder) -> Response:
+    await _loaded(request, deployment)
     generation = await until_disconnect(request.receive, Generation.open(deployment, work))
     if work.stream:
         return EventStreamResponse(generation, encoder)
@@ -209,6 +219,7 @@ async def models(request: Request) -> Response:
 async def _embedding_response(
     request: Request, deployment: Deployment, work: EmbeddingWork, surface_azure: bool
 ) -> Response:
+    await _loaded(request, deployment)
     deployment.admit()
     try:
         result = await until_disconnect(request.receive, deployment.engine.embed(work.request))
