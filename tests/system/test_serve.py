@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +18,7 @@ from azure.ai.inference.models import UserMessage
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 
-from tests.conftest import aimi_process
+from tests.conftest import aimi_process, wait_until
 
 FAKE = ["--engine", "fake", "--engine-options", '{"text": "Bonjour, le monde. 🙂"}']
 
@@ -195,3 +198,60 @@ def test_serve_config_mixes_local_and_upstream_deployments(tmp_path: Path) -> No
             with ChatCompletionsClient(endpoint=endpoint, credential=AzureKeyCredential(server.key)) as azure:
                 assert azure.complete(messages=[UserMessage("hi")]).choices[0].message.content == "from upstream"
         assert "upstream-secret" not in server.log.read_text()
+
+
+def test_sighup_and_aimi_reload_apply_the_file_without_dropping_a_stream(tmp_path: Path) -> None:
+    model = tmp_path / "stand-in.gguf"
+    model.write_bytes(b"GGUF")
+    config = tmp_path / "aimi.toml"
+
+    def slow(rate: int) -> str:
+        return '[deployments.engine_options]\ntext = "' + "tick " * 40 + f'"\ntokens_per_second = {rate}\n'
+
+    def write(*names_texts: tuple[str, str]) -> None:
+        config.write_text(
+            "".join(
+                f'[[deployments]]\nname = "{name}"\nmodel = "{model}"\nengine = "fake"\n'
+                + (
+                    slow(int(text[4:]))
+                    if text.startswith("slow")
+                    else f'[deployments.engine_options]\ntext = "{text}"\n'
+                )
+                for name, text in names_texts
+            )
+        )
+
+    write(("stream", "slow40"), ("changing", "before"))
+    home = tmp_path / "home"
+    with aimi_process(home, ["--config", str(config)]) as server:
+        headers = {"api-key": server.key}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+            body = {"model": "stream", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+            with client.stream("POST", "/v1/chat/completions", json=body) as streaming:
+                lines = streaming.iter_lines()
+                assert next(lines).startswith("data: ")
+                # Every deployment changes, the streaming one included: its stream must still finish.
+                write(("stream", "slow41"), ("changing", "after"), ("added", "new"))
+                done = subprocess.run(
+                    [sys.executable, "-m", "aimi", "reload"], capture_output=True, text=True, timeout=30,
+                    env={**os.environ, "AIMI_HOME": str(home)},
+                )  # fmt: skip
+                assert done.returncode == 0, done.stderr
+
+                def models() -> list[str]:
+                    return [m["id"] for m in httpx.get(f"{server.url}/v1/models", headers=headers).json()["data"]]
+
+                wait_until(lambda: models() == ["stream", "changing", "added"], 30, "the reload to apply")
+                rest = list(lines)
+            # The stream begun before the reload ran to its end on the replaced deployment.
+            events = [line[6:] for line in rest if line.startswith("data: ")]
+            assert events[-1] == "[DONE]"
+            chunks = [json.loads(e) for e in events[:-1]]
+            assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "tick " * 40
+            answer = client.post("/v1/chat/completions", json={"model": "changing", "messages": body["messages"]})
+            assert answer.json()["choices"][0]["message"]["content"] == "after"
+            write(("stream", "slow41"), ("changing", "after"), ("added", "new"), ("broken", "x"))
+            config.write_text(config.read_text() + "\nnot toml [[[")
+            server.process.send_signal(signal.SIGHUP)
+            wait_until(lambda: "reload failed" in server.log.read_text(), 30, "the failed reload to be logged")
+            assert models() == ["stream", "changing", "added"]

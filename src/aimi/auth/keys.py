@@ -70,6 +70,13 @@ class KeyVerifier:
         return self.identify(presented) is not None
 
 
+class KeyRing:
+    """The server's current keys; a reload swaps the verifier in place. None: no authentication."""
+
+    def __init__(self, verifier: KeyVerifier | None) -> None:
+        self.verifier = verifier
+
+
 def generate_key() -> str:
     """A new 32-character key."""
     return secrets.token_urlsafe(24)

@@ -1,11 +1,11 @@
-"""The ``aimi`` command: ``aimi serve``, ``aimi chat``, ``aimi config`` and ``aimi models``."""
+"""The ``aimi`` command: ``aimi serve``, ``aimi chat``, ``aimi config``, ``aimi models`` and ``aimi reload``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from aimi.cli import chat, config, models, serve
+from aimi.cli import chat, config, models, reload, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_parser(commands)
     config.add_parser(commands)
     models.add_parser(commands)
+    reload.add_parser(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

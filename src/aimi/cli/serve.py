@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,24 @@ def run(args: argparse.Namespace) -> int:
         keys = [key]
         origin = "generated and saved" if created else "from"
         print(f"aimi: API key ({origin} {settings.home / 'api-key'}): {key}", file=sys.stderr)
-    app = create_app(settings, specs, keys, endpoints)
+    reloader = None
+    if settings.config is not None:
+        config_path, fixed = settings.config, keys
+
+        def reloader() -> tuple[list[DeploymentSpec], list[str | ApiKey] | None, list[Endpoint]]:
+            config = load_config(config_path)
+            reloaded = from_config(settings, config, _status)
+            file_keys = keys_from_config(config)
+            # Keys come from the file when it has some, and from the flags as at start.
+            ring: list[str | ApiKey] | None = fixed
+            if fixed is not None and file_keys:
+                ring = [*settings.api_key, *file_keys]
+            return reloaded, ring, endpoints_from_config(config)
+
+        pid_file = settings.home / "aimi.pid"
+        settings.home.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{os.getpid()}\n")
+    app = create_app(settings, specs, keys, endpoints, reloader)
     config = uvicorn.Config(
         app,
         host=settings.host,

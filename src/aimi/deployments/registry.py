@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aimi.deployments.profile import ModelProfile
 from aimi.engines.api import Engine, EngineState, ModelFacts
@@ -53,6 +54,7 @@ class Deployment:
     factory: Callable[[], Engine] | None = None
     last_used: float = field(default_factory=time.monotonic)
     failed: bool = False
+    spec: Any = None  # what it was built from: a reload keeps it when the spec is unchanged
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from aimi.auth.keys import ApiKey, KeyVerifier
+from aimi.auth.keys import ApiKey, KeyRing, KeyVerifier
 from aimi.deployments.build import DeploymentSpec
 from aimi.deployments.registry import Deployment, Deployments, Endpoint
 from aimi.engines import build_engine
@@ -108,7 +109,54 @@ def _deployment(spec: DeploymentSpec) -> Deployment:
         limits=spec.limits,
         idle_unload_seconds=spec.idle_unload_seconds,
         factory=partial(build_engine, spec.engine, spec.engine_config),
+        spec=spec,
     )
+
+
+Served = tuple[list[DeploymentSpec], list[str | ApiKey] | None, list[Endpoint]]
+
+
+async def _retire(deployment: Deployment) -> None:
+    """Close a deployment a reload removed or replaced, once its last request is done."""
+    while deployment.in_flight:
+        await asyncio.sleep(0.05)
+    await deployment.engine.close()
+
+
+async def reload(app: Starlette) -> None:
+    """Re-read what the app serves (its ``reloader``) and apply it without dropping requests.
+
+    Unchanged deployments are kept as they are; new and changed ones are built (and loaded);
+    removed and replaced ones finish their requests and then close. A file that does not load
+    leaves everything as it was.
+    """
+    try:
+        specs, keys, endpoints = await asyncio.to_thread(app.state.reloader)
+    except Exception as exc:
+        log.error("reload failed, still serving the previous deployments: %s", exc)
+        return
+    current = {d.name: d for d in app.state.deployments}
+    serving = [current[s.name] if s.name in current and current[s.name].spec == s else _deployment(s) for s in specs]
+    kept = {id(d) for d in serving}
+    app.state.deployments = Deployments(serving, endpoints)
+    if keys is not None:
+        app.state.keys.verifier = KeyVerifier(keys)
+    for d in serving:
+        if d.name not in current or current[d.name] is not d:
+            if not d.on_demand:
+                app.state.loading.append(asyncio.create_task(_load(d)))
+    for d in current.values():
+        if id(d) not in kept:
+            app.state.loading.append(asyncio.create_task(_retire(d)))
+    log.info("reloaded: serving %s", ", ".join(d.name for d in serving))
+
+
+async def _load(d: Deployment) -> None:
+    try:
+        await d.load()
+        log.info("deployment %s ready", d.name)
+    except EngineDead as exc:
+        log.error("deployment %s failed to load: %s", d.name, exc)
 
 
 def create_app(
@@ -116,38 +164,37 @@ def create_app(
     specs: list[DeploymentSpec],
     keys: Sequence[str | ApiKey] | None = None,
     endpoints: Sequence[Endpoint] = (),
+    reloader: Callable[[], Served] | None = None,
 ) -> Starlette:
     """The ASGI app serving ``specs`` (and ``endpoints`` over them) with ``settings``; ``keys``
-    None means no auth."""
-    deployments = Deployments([_deployment(spec) for spec in specs], endpoints)
+    None means no auth. ``reloader`` gives what to serve after a SIGHUP (see :func:`reload`)."""
+    ring = KeyRing(KeyVerifier(keys) if keys is not None else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The server answers (/health: 503) while models load in the background.
-        async def load(d: Deployment) -> None:
-            try:
-                await d.load()
-                log.info("deployment %s ready", d.name)
-            except EngineDead as exc:
-                log.error("deployment %s failed to load: %s", d.name, exc)
-
         async def unload_idle(every: float) -> None:
             while True:
                 await asyncio.sleep(every)
-                await deployments.unload_idle()
+                await app.state.deployments.unload_idle()
 
         # On-demand deployments load with their first request; the others now, in the background.
-        loading = [asyncio.create_task(load(d)) for d in deployments if not d.on_demand]
-        idle = [d.idle_unload_seconds for d in deployments if d.idle_unload_seconds is not None]
+        loading = [asyncio.create_task(_load(d)) for d in app.state.deployments if not d.on_demand]
+        idle = [d.idle_unload_seconds for d in app.state.deployments if d.idle_unload_seconds is not None]
         if idle:
             loading.append(asyncio.create_task(unload_idle(min(5.0, max(0.05, min(idle) / 4)))))
         app.state.loading = loading
+        if reloader is not None:
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGHUP, lambda: loading.append(asyncio.create_task(reload(app)))
+                )
         try:
             yield
         finally:
             for task in [*loading, *app.state.shadow_tasks]:
                 task.cancel()
-            for d in deployments:
+            for d in app.state.deployments:
                 await d.engine.close()
 
     app = Starlette(
@@ -155,7 +202,7 @@ def create_app(
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AccessLogMiddleware),
-            Middleware(AuthMiddleware, verifier=KeyVerifier(keys) if keys is not None else None),
+            Middleware(AuthMiddleware, keys=ring),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         exception_handlers={
@@ -169,6 +216,9 @@ def create_app(
     # A redirect would hand POST clients a 307 instead of an answer: unknown paths are 404s.
     app.router.redirect_slashes = False
     app.state.settings = settings
-    app.state.deployments = deployments
+    app.state.deployments = Deployments([_deployment(spec) for spec in specs], endpoints)
+    app.state.keys = ring
+    app.state.reloader = reloader
+    app.state.loading = []
     app.state.shadow_tasks = set()
     return app

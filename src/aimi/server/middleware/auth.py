@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aimi.auth.keys import KeyVerifier
+from aimi.auth.keys import KeyRing
 from aimi.protocol.errors import unauthorized
 from aimi.surfaces.responses import error_response
 
@@ -28,15 +28,16 @@ def credentials(scope: Scope) -> list[str]:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, verifier: KeyVerifier | None) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
         self.app = app
-        self.verifier = verifier
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.verifier is None:
+        verifier = self.keys.verifier
+        if scope["type"] != "http" or verifier is None:
             await self.app(scope, receive, send)
             return
-        principal = next((p for p in (self.verifier.identify(c) for c in credentials(scope)) if p is not None), None)
+        principal = next((p for p in (verifier.identify(c) for c in credentials(scope)) if p is not None), None)
         if principal is not None:
             scope.setdefault("state", {})["principal"] = principal
         if principal is not None or scope["path"] in PUBLIC_PATHS:
