@@ -28,3 +28,20 @@ def test_models_with_a_system_role_keep_it_and_developer_becomes_system() -> Non
             ChatTurn("system", "Answer in French."),
             ChatTurn("user", "Hi"),
         ]
+
+
+def test_a_profile_can_refuse_tools_and_json_whatever_the_engine_can_do() -> None:
+    model = replace(FAKE_MODEL, profile=ModelProfile(tools=False, json_output=False))
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    with in_process({"engine_options": {"structured_output": True}}, model=model) as server, server.client() as client:
+        for extra, loc, msg in (
+            ({"tools": tools}, ["body", "tools"], "deployment 'fake-model' does not take tools"),
+            (
+                {"response_format": {"type": "json_object"}},
+                ["body", "response_format"],
+                "deployment 'fake-model' does not take response_format 'json_object'",
+            ),
+        ):
+            response = client.post("/v1/chat/completions", json={"messages": MESSAGES, **extra})
+            assert response.status_code == 422
+            assert [(d["loc"], d["msg"]) for d in response.json()["detail"]] == [(loc, msg)]

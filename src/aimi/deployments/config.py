@@ -54,6 +54,8 @@ class ProfileConfig(_Strict):
     system_role: bool | None = None
     vision: bool | None = None
     audio: bool | None = None
+    tools: bool | None = None
+    json_output: bool | None = None
     dimensions: bool | None = None
     input_prefixes: dict[str, str] | None = None
 

@@ -221,7 +221,9 @@ def _tool_plan(body: wire.AzureChatRequest, deployment: Deployment, problems: li
         mode = choice or "auto"
     if body.response_format is not None and body.response_format.type != "text":
         raise invalid_request("`response_format` cannot be combined with `tools`", param="response_format")
-    if not deployment.engine.capabilities.structured_output:
+    if not deployment.profile.tools:
+        problems.append((("tools",), names, f"deployment '{deployment.name}' does not take tools"))
+    elif not deployment.engine.capabilities.structured_output:
         problems.append((("tools",), names, "tools need constrained decoding, which this deployment's engine lacks"))
     return ToolPlan(tools, mode)
 
@@ -231,6 +233,15 @@ def _response_format(
 ) -> dict[str, Any] | None:
     fmt = body.response_format
     if fmt is None or fmt.type == "text":
+        return None
+    if not deployment.profile.json_output:
+        problems.append(
+            (
+                ("response_format",),
+                fmt.type,
+                f"deployment '{deployment.name}' does not take response_format '{fmt.type}'",
+            )
+        )
         return None
     if not deployment.engine.capabilities.structured_output:
         problems.append(
