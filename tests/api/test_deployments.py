@@ -239,3 +239,17 @@ def test_past_the_cap_the_least_recently_used_model_unloads_first() -> None:
         assert _states(server) == {"one": "ready", "two": "unloaded"}
         assert _text(client.post("/chat/completions", json={**CHAT, "model": "two"})) == "two"
         assert _states(server) == {"one": "unloaded", "two": "ready"}
+
+
+def test_deployment_sampling_defaults_apply_when_a_request_sets_none() -> None:
+    settings = Settings(engine="fake", home="/nonexistent")
+    [base] = from_settings(settings, FAKE_MODEL)
+    limits = replace(base.limits, default_temperature=0.3, default_top_p=0.8, default_max_tokens=2)
+    with in_process(specs=[replace(base, limits=limits)]) as server, server.client() as client:
+        assert client.post("/chat/completions", json=CHAT).status_code == 200
+        sent = server.engine.requests[-1]
+        assert (sent.temperature, sent.top_p, sent.max_tokens) == (0.3, 0.8, 2)
+        body = {**CHAT, "temperature": 1.0, "top_p": 0.5, "max_tokens": 5}
+        assert client.post("/chat/completions", json=body).status_code == 200
+        sent = server.engine.requests[-1]
+        assert (sent.temperature, sent.top_p, sent.max_tokens) == (1.0, 0.5, 5)

@@ -74,6 +74,13 @@ def failing_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveS
 
 
 @pytest.fixture(scope="module")
+def erroring_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Fails before its first token: it answers 500 instead of a stream."""
+    with _fake_upstream(tmp_path_factory, f'{{"text": "{TEXT}", "fail_after": 0}}') as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def slow_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with _fake_upstream(tmp_path_factory, f'{{"text": "{TEXT}", "tokens_per_second": 1}}') as server:
         yield server
@@ -351,6 +358,16 @@ async def test_a_failure_mid_stream_fails_the_request_after_the_first_events(fai
         assert not caught.value.client_error
         assert engine.health() is EngineState.READY
         assert (await engine.metrics())["failures"] == 1
+
+
+@pytest.mark.anyio
+async def test_an_upstream_500_fails_the_request_not_the_client_nor_the_engine(erroring_upstream: LiveServer) -> None:
+    async with _engine(erroring_upstream) as engine:
+        with pytest.raises(RequestFailed) as caught:
+            await _collect(engine, _chat())
+        assert not caught.value.client_error
+        assert UPKEY not in caught.value.message
+        assert engine.health() is EngineState.READY
 
 
 @pytest.mark.anyio

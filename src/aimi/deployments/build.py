@@ -82,6 +82,7 @@ def _spec(settings: Settings, entry: DeploymentConfig, model: ResolvedModel | No
     limits = replace(limits, **entry.limits.model_dump(exclude_none=True))
     if entry.defaults.temperature is not None:
         limits = replace(limits, default_temperature=entry.defaults.temperature)
+    limits = replace(limits, default_top_p=entry.defaults.top_p, default_max_tokens=entry.defaults.max_tokens)
     return DeploymentSpec(
         name=entry.name,
         display_name=entry.profile.display_name or (model.display_name if model else entry.name),

@@ -61,7 +61,11 @@ class ProfileConfig(_Strict):
 
 
 class DefaultsConfig(_Strict):
+    """Sampling for requests that set none."""
+
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
 
 
 class LimitsConfig(_Strict):

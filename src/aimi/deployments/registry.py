@@ -32,6 +32,8 @@ class Limits:
     max_embedding_inputs: int = 2048
     max_embedding_chars: int = 100_000
     max_image_bytes: int = 8 * 1024 * 1024
+    default_top_p: float | None = None
+    default_max_tokens: int | None = None
 
 
 @dataclass

@@ -109,7 +109,8 @@ def _max_tokens(requested: int | None, field: str, deployment: Deployment) -> in
     context better than a default aimi would send it."""
     cap = deployment.max_tokens
     if requested is None:
-        return None
+        default = deployment.limits.default_max_tokens
+        return None if default is None else min(default, cap)
     if requested > cap:
         raise invalid_request(
             f"`{field}` must be at most {cap} for deployment '{deployment.name}'; got {requested}", param=field
@@ -126,6 +127,8 @@ def _sampling(temperature: float | None, top_p: float | None, deployment: Deploy
     if top_p == 0:
         # top_p 0 keeps only the most likely token: greedy decoding.
         return 0.0, None
+    if top_p is None:
+        top_p = deployment.limits.default_top_p
     return (deployment.limits.default_temperature if temperature is None else temperature), top_p
 
 
