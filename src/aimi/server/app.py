@@ -173,16 +173,16 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The server answers (/health: 503) while models load in the background.
-        async def unload_idle(every: float) -> None:
+        async def unload_idle() -> None:
+            # Looks at the current deployments each time, so a reload's on-demand ones are seen.
             while True:
-                await asyncio.sleep(every)
+                idle = [d.idle_unload_seconds for d in app.state.deployments if d.idle_unload_seconds is not None]
+                await asyncio.sleep(min(5.0, max(0.05, min(idle) / 4)) if idle else 1.0)
                 await app.state.deployments.unload_idle()
 
         # On-demand deployments load with their first request; the others now, in the background.
         loading = [asyncio.create_task(_load(d)) for d in app.state.deployments if not d.on_demand]
-        idle = [d.idle_unload_seconds for d in app.state.deployments if d.idle_unload_seconds is not None]
-        if idle:
-            loading.append(asyncio.create_task(unload_idle(min(5.0, max(0.05, min(idle) / 4)))))
+        loading.append(asyncio.create_task(unload_idle()))
         app.state.loading = loading
         if reloader is not None:
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
