@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from aimi.deployments.registry import Deployment, Deployments, Routed
-from aimi.engines.api import EngineDead, RequestFailed
+from aimi.engines.api import Embeddings, EngineDead, RequestFailed
 from aimi.pipeline import canonical, embeddings
 from aimi.pipeline.controls import Work
 from aimi.pipeline.embeddings import EmbeddingWork
@@ -220,13 +220,10 @@ async def _embedding_response(
     request: Request, deployment: Deployment, work: EmbeddingWork, surface_azure: bool
 ) -> Response:
     await _loaded(request, deployment)
-    deployment.admit()
     try:
-        result = await until_disconnect(request.receive, deployment.engine.embed(work.request))
+        result = await until_disconnect(request.receive, _embed(deployment, work))
     except (RequestFailed, EngineDead) as exc:
         raise engine_error(exc) from None
-    finally:
-        deployment.release()
     vectors = embeddings.finish(work, result.vectors)
     return JSONResponse(
         {
@@ -239,10 +236,11 @@ async def _embedding_response(
     )
 
 
-async def _shadow_embedding(deployment: Deployment, work: EmbeddingWork) -> None:
+async def _embed(deployment: Deployment, work: EmbeddingWork) -> Embeddings:
+    """One embedding request, counted in (and out of) the deployment's admission."""
     deployment.admit()
     try:
-        await deployment.engine.embed(work.request)
+        return await deployment.engine.embed(work.request)
     finally:
         deployment.release()
 
@@ -252,7 +250,7 @@ async def text_embeddings(request: Request, surface: Surface) -> Response:
     routed = _routed(request, body.model)
     deployment = _serving(routed, "embeddings")
     work = embeddings.text_request(body, policy, deployment)
-    _mirror(request, routed, "embeddings", lambda d: _shadow_embedding(d, embeddings.text_request(body, policy, d)))
+    _mirror(request, routed, "embeddings", lambda d: _embed(d, embeddings.text_request(body, policy, d)))
     return await _embedding_response(request, deployment, work, surface.azure)
 
 
