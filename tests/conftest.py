@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import os
 import socket
 import subprocess
@@ -89,7 +91,8 @@ def in_process(
     endpoints: list[Any] | None = None,
 ) -> Iterator[InProcessServer]:
     """An aimi app on the fake engine (unless ``settings`` say otherwise) in a background thread."""
-    values: dict[str, Any] = {"engine": "fake", "home": "/nonexistent", **(settings or {})}
+    home = tempfile.mkdtemp(prefix="aimi-home-")
+    values: dict[str, Any] = {"engine": "fake", "home": home, **(settings or {})}
     settings = Settings(**values)
     app = create_app(
         settings, specs or from_settings(settings, model), [KEY] if keys is None else keys, endpoints or ()
@@ -108,6 +111,7 @@ def in_process(
         yield running
     finally:
         running.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ default and a description (a test checks the descriptions are there).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import Field, field_validator
@@ -79,6 +79,36 @@ class Settings(BaseSettings):
         0, ge=0, description="Most on-demand models loaded at once (least recently used unload first); 0: no cap."
     )
     log_level: str = Field("info", description="Log level of aimi's own logs.")
+    quota_requests_per_minute: int = Field(
+        1000, ge=0, description="Requests per minute per deployment (Azure's serverless default); 0: no limit."
+    )
+    quota_tokens_per_minute: int = Field(
+        200_000, ge=0, description="Tokens (prompt + max_tokens, settled to usage) per minute per deployment; 0: none."
+    )
+    quota_max_concurrent: int = Field(0, ge=0, description="Concurrent requests per deployment; 0: no limit.")
+    quota_backend: Literal["memory", "redis"] = Field(
+        "memory", description="Where quota counters live: this process, or Redis (shared by every replica)."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="The Redis of the redis quota backend.")
+    quota_timeout: float = Field(
+        0.25, gt=0, le=10, description="Longest wait (seconds) for the shared quota backend before the policy applies."
+    )
+    quota_on_error: Literal["closed", "local"] = Field(
+        "closed",
+        description="When Redis is unreachable: refuse requests (503), or count them in this process alone.",
+    )
+    database_url: str | None = Field(
+        None, description="The usage ledger's database (SQLAlchemy URL); default: SQLite in the state directory."
+    )
+    usage_buffer: int = Field(
+        100_000, ge=1, description="Usage records kept in memory while the database is unreachable."
+    )
+    request_timeout: float = Field(
+        600, gt=0, description="Longest a generation may run (seconds); past it the request ends with a timeout."
+    )
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP endpoint for OpenTelemetry traces (e.g. http://127.0.0.1:4318); off when unset."
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod

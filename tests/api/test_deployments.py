@@ -162,10 +162,15 @@ def test_a_key_without_limits_uses_every_deployment(scoped: InProcessServer) -> 
 def test_health_shows_each_deployment_only_to_a_caller_with_a_key(scoped: InProcessServer) -> None:
     assert httpx.get(f"{scoped.url}/health").json() == {"status": "ok"}
     assert httpx.get(f"{scoped.url}/health", headers={"api-key": "wrong"}).json() == {"status": "ok"}
-    limited = httpx.get(f"{scoped.url}/health", headers={"api-key": "alpha-only-key-0123456789"})
-    assert limited.json() == {"status": "ok", "deployments": {"alpha": "ready"}}
-    full = httpx.get(f"{scoped.url}/health", headers={"api-key": "every-deployment-key-0123"})
-    assert full.json() == {"status": "ok", "deployments": {"alpha": "ready", "beta": "ready"}}
+    limited = httpx.get(f"{scoped.url}/health", headers={"api-key": "alpha-only-key-0123456789"}).json()
+    assert limited["deployments"] == {"alpha": "ready"}
+    full = httpx.get(f"{scoped.url}/health", headers={"api-key": "every-deployment-key-0123"}).json()
+    assert full == {
+        "status": "ok",
+        "deployments": {"alpha": "ready", "beta": "ready"},
+        "quota": {"backend": "memory", "state": "ok", "on_error": "none"},
+        "usage_ledger": {"state": "ok", "pending": 0, "dropped": 0},
+    }
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from aimi.quota.api import QuotaLimits
+
 KEY_FILE = "api-key"
+SCOPES = ("inference", "metrics", "admin")
+ALL_SCOPES = frozenset(SCOPES)
 
 
 def digest(key: str) -> bytes:
@@ -24,11 +28,17 @@ def digest(key: str) -> bytes:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's name (its id in logs, never the secret) and the deployments it may
-    use (None: all of them)."""
+    """Who is calling: the key's name (its id in logs, never the secret), the deployments it may
+    use (None: all of them), its own quota, and its scopes: ``inference`` (the model routes),
+    ``metrics`` (``/metrics``) and ``admin`` (``/admin/...``)."""
 
     name: str
     deployments: frozenset[str] | None = None
+    quota: QuotaLimits | None = None
+    scopes: frozenset[str] = ALL_SCOPES
+
+    def may(self, scope: str) -> bool:
+        return scope in self.scopes
 
     def may_use(self, deployment: str) -> bool:
         return self.deployments is None or deployment in self.deployments
@@ -42,8 +52,15 @@ class ApiKey:
     principal: Principal
 
     @classmethod
-    def from_secret(cls, secret: str, name: str, deployments: frozenset[str] | None = None) -> ApiKey:
-        return cls(digest(secret), Principal(name, deployments))
+    def from_secret(
+        cls,
+        secret: str,
+        name: str,
+        deployments: frozenset[str] | None = None,
+        quota: QuotaLimits | None = None,
+        scopes: frozenset[str] = ALL_SCOPES,
+    ) -> ApiKey:
+        return cls(digest(secret), Principal(name, deployments, quota, scopes))
 
 
 class KeyVerifier:

@@ -8,12 +8,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aimi.auth.keys import ApiKey, Principal
-from aimi.deployments.config import ConfigError, DeploymentConfig, FileConfig
+from aimi.deployments.config import ConfigError, DeploymentConfig, FileConfig, QuotaConfig
 from aimi.deployments.profile import ModelProfile
 from aimi.deployments.registry import Endpoint, Limits
 from aimi.deployments.sources import ModelSourceError, ResolvedModel, resolve
 from aimi.engines.api import EngineConfig
+from aimi.quota.api import QuotaLimits
 from aimi.settings import Settings
+from aimi.usage.records import Prices
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class DeploymentSpec:
     profile: ModelProfile
     limits: Limits
     idle_unload_seconds: float | None = None
+    quota: QuotaLimits = QuotaLimits()
+    prices: Prices | None = None
 
 
 def server_limits(settings: Settings) -> Limits:
@@ -46,6 +50,23 @@ def server_limits(settings: Settings) -> Limits:
     )
 
 
+def server_quota(settings: Settings) -> QuotaLimits:
+    """A deployment's quota unless its entry says otherwise (0 turns a limit off)."""
+    return QuotaLimits(
+        requests_per_minute=settings.quota_requests_per_minute or None,
+        tokens_per_minute=settings.quota_tokens_per_minute or None,
+        max_concurrent=settings.quota_max_concurrent or None,
+    )
+
+
+def _quota(base: QuotaLimits, entry: QuotaConfig | None) -> QuotaLimits | None:
+    if entry is None:
+        return base
+    given = entry.model_dump(exclude_unset=True)
+    return QuotaLimits(**{name: (given[name] or None) if name in given else getattr(base, name) for name in (
+        "requests_per_minute", "tokens_per_minute", "max_concurrent")})
+
+
 def from_settings(settings: Settings, model: ResolvedModel) -> list[DeploymentSpec]:
     """The one deployment of ``aimi serve --model``."""
     config = EngineConfig(
@@ -63,6 +84,7 @@ def from_settings(settings: Settings, model: ResolvedModel) -> list[DeploymentSp
             engine_config=config,
             profile=model.profile,
             limits=server_limits(settings),
+            quota=server_quota(settings),
         )
     ]
 
@@ -97,6 +119,8 @@ def _spec(settings: Settings, entry: DeploymentConfig, model: ResolvedModel | No
         profile=profile,
         limits=limits,
         idle_unload_seconds=entry.idle_unload_seconds,
+        quota=_quota(server_quota(settings), entry.quota) or QuotaLimits(),
+        prices=Prices(entry.prices.prompt_per_1m, entry.prices.completion_per_1m) if entry.prices else None,
     )
 
 
@@ -131,8 +155,10 @@ def keys_from_config(config: FileConfig) -> list[ApiKey]:
     keys = []
     for i, entry in enumerate(config.keys):
         allowed = frozenset(entry.deployments) if entry.deployments is not None else None
+        quota = _quota(QuotaLimits(), entry.quota)
+        scopes = frozenset(entry.scopes)
         if entry.sha256 is not None:
-            keys.append(ApiKey(bytes.fromhex(entry.sha256), Principal(entry.name, allowed)))
+            keys.append(ApiKey(bytes.fromhex(entry.sha256), Principal(entry.name, allowed, quota, scopes)))
             continue
         secret = entry.secret
         if entry.secret_env is not None:
@@ -140,7 +166,7 @@ def keys_from_config(config: FileConfig) -> list[ApiKey]:
             if not secret:
                 raise ConfigError(f"keys[{i}] ({entry.name!r}).secret_env: the environment has no {entry.secret_env}")
         assert secret is not None  # the file was checked: exactly one of the three
-        keys.append(ApiKey.from_secret(secret, entry.name, allowed))
+        keys.append(ApiKey.from_secret(secret, entry.name, allowed, quota, scopes))
     return keys
 
 

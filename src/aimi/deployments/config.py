@@ -18,6 +18,21 @@ TOML (read with the standard library's ``tomllib``), one ``[[deployments]]`` tab
     [deployments.limits]                 # optional: per-request limits (else the server's)
     max_tokens = 1024
 
+    [deployments.quota]                  # optional: else the server's (1,000 requests, 200,000 tokens a minute)
+    tokens_per_minute = 50000
+    max_concurrent = 8
+
+    [deployments.prices]                 # optional: per million tokens, for `aimi usage`
+    prompt_per_1m = 0.15
+    completion_per_1m = 0.60
+
+    [[keys]]
+    name = "team-a"
+    secret_env = "TEAM_A_KEY"
+    scopes = ["inference"]               # or "metrics" (/metrics), "admin" (/admin/usage)
+    [keys.quota]                         # optional: the key's own limits, on top of the deployment's
+    requests_per_minute = 60
+
     [[deployments]]
     name = "remote"
     engine = "upstream"                  # an OpenAI-compatible server elsewhere
@@ -81,6 +96,21 @@ class LimitsConfig(_Strict):
     max_image_bytes: Annotated[int, Field(ge=1024)] | None = None
 
 
+class QuotaConfig(_Strict):
+    """Per-minute and concurrency limits; 0 turns a limit off, an absent one keeps the default."""
+
+    requests_per_minute: Annotated[int, Field(ge=0)] | None = None
+    tokens_per_minute: Annotated[int, Field(ge=0)] | None = None
+    max_concurrent: Annotated[int, Field(ge=0)] | None = None
+
+
+class PricesConfig(_Strict):
+    """What a deployment's tokens cost, per million, for ``aimi usage``."""
+
+    prompt_per_1m: Annotated[float, Field(ge=0)] = 0.0
+    completion_per_1m: Annotated[float, Field(ge=0)] = 0.0
+
+
 class DeploymentConfig(_Strict):
     """One deployment of the file."""
 
@@ -95,6 +125,8 @@ class DeploymentConfig(_Strict):
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    quota: QuotaConfig | None = None
+    prices: PricesConfig | None = None
 
     @field_validator("engine_options")
     @classmethod
@@ -113,6 +145,8 @@ class KeyConfig(_Strict):
     secret_env: str | None = None
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     deployments: list[str] | None = None
+    quota: QuotaConfig | None = None
+    scopes: Annotated[list[Literal["inference", "metrics", "admin"]], Field(min_length=1)] = ["inference"]
 
 
 class MirrorConfig(_Strict):

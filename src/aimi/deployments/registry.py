@@ -13,6 +13,8 @@ from typing import Any
 from aimi.deployments.profile import ModelProfile
 from aimi.engines.api import Engine, EngineState, ModelFacts
 from aimi.protocol.errors import ApiError, service_unavailable
+from aimi.quota.api import QuotaLimits
+from aimi.usage.records import Prices
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ class Deployment:
     last_used: float = field(default_factory=time.monotonic)
     failed: bool = False
     spec: Any = None  # what it was built from: a reload keeps it when the spec is unchanged
+    quota: QuotaLimits = field(default_factory=QuotaLimits)
+    prices: Prices | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property

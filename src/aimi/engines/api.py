@@ -217,6 +217,11 @@ class Engine(Protocol):
         """Stop the request's generation and free its slot; a no-op for unknown ids."""
         ...
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """How many tokens the request's prompt is, as the model will read it (chat template
+        included); None when the engine cannot tell before generating."""
+        ...
+
     def health(self) -> EngineState:
         """The engine's state, cheaply, without blocking."""
         ...

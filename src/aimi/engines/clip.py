@@ -204,6 +204,9 @@ class ClipEngine:
             "batches": self.batches,
         }
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        return None
+
     async def abort(self, request_id: str) -> None:
         """Nothing to stop: an embedding request is one short batch; cancelling the task that
         awaits :meth:`embed` drops it from the queue if it has not reached the model yet."""

@@ -141,6 +141,9 @@ class FakeEngine:
     async def metrics(self) -> dict[str, float]:
         return {"tokens_generated": self.tokens_generated, "started": self.started, "aborted": self.aborted}
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        return self._prompt_tokens(request)
+
     async def abort(self, request_id: str) -> None:
         event = self._cancelled.get(request_id)
         if event is not None:

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
+
 from aimi.engines.api import (
     EmbeddingRequest,
     Embeddings,
@@ -129,6 +131,10 @@ class LlamaCppEngine:
         self._executor = ThreadPoolExecutor(max_workers=max(16, config.slots * 8), thread_name_prefix="aimi-llamacpp")
         self._active: dict[str, threading.Event] = {}
         self._embedding = bool(config.options.get("embedding"))
+        # llama.cpp's own HTTP server listens on loopback, locked with this key; aimi asks it only
+        # to count tokens.
+        self._internal_key = secrets.token_urlsafe(32)
+        self._internal: httpx.AsyncClient | None = None
         if self._embedding:
             self.capabilities = EngineCapabilities(chat=False, completions=False, embeddings=True, token_inputs=True)
 
@@ -154,7 +160,7 @@ class LlamaCppEngine:
         params.cpuparams_batch.n_threads = threads
         params.hostnames = ["127.0.0.1"]
         params.port = 0
-        params.api_keys = [secrets.token_urlsafe(32)]
+        params.api_keys = [self._internal_key]
         params.verbosity = int(self._config.options.get("verbosity", -1))
         params.endpoint_metrics = True
         if self._embedding:
@@ -196,6 +202,28 @@ class LlamaCppEngine:
             raise _error_message(answer)
         data = sorted(answer["data"], key=lambda item: item["index"])
         return Embeddings([list(item["embedding"]) for item in data], int(answer["usage"]["prompt_tokens"]))
+
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        if self._state is not EngineState.READY or self._embedding:
+            return None
+        if self._internal is None:
+            self._internal = httpx.AsyncClient(
+                base_url=f"http://{self._server.listening_address}",
+                headers={"Authorization": f"Bearer {self._internal_key}"},
+                timeout=10.0,
+            )
+        try:
+            prompt = request.prompt or ""
+            if request.messages is not None:
+                rendered = await self._internal.post(
+                    "/apply-template", json={"messages": [turn_to_json(turn) for turn in request.messages]}
+                )
+                prompt = rendered.raise_for_status().json()["prompt"]
+            tokens = await self._internal.post("/tokenize", json={"content": prompt, "add_special": True})
+            return len(tokens.raise_for_status().json()["tokens"])
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            log.warning("llama.cpp could not count the prompt's tokens: %s", exc)
+            return None
 
     async def abort(self, request_id: str) -> None:
         cancelled = self._active.get(request_id)
@@ -261,6 +289,8 @@ class LlamaCppEngine:
         self._state = EngineState.DEAD
         for cancelled in self._active.values():
             cancelled.set()
+        if self._internal is not None:
+            await self._internal.aclose()
         # Dropping the last reference joins llama.cpp's loop thread: do it off the event loop.
         holder = [self._server]
         self._server = None

@@ -91,6 +91,9 @@ class SentenceTransformersEngine:
     async def metrics(self) -> dict[str, float]:
         return {"tokens_generated": 0, "batches": self.batches, "inputs_embedded": self.inputs}
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        return None
+
     async def abort(self, request_id: str) -> None:
         return None
 

@@ -336,6 +336,9 @@ class UpstreamEngine:
             "active": len(self._active),
         }
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        return None
+
     async def abort(self, request_id: str) -> None:
         progress = self._active.get(request_id)
         if progress is not None:

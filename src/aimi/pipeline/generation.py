@@ -27,6 +27,8 @@ from aimi.engines.api import (
 )
 from aimi.pipeline.controls import Work
 from aimi.protocol.errors import ApiError, service_unavailable
+from aimi.usage.meter import Meter
+from aimi.usage.records import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +54,16 @@ class Generation:
     ``finally``): closing stops the engine's work and frees the deployment's place.
     """
 
-    def __init__(self, deployment: Deployment, work: Work) -> None:
+    def __init__(self, deployment: Deployment, work: Work, meter: Meter | None = None, timeout: float = 600) -> None:
         self.deployment = deployment
         self.work = work
         self.request = work.request
+        # The request's account: tokens as they come, so an abort or a failure still meters what ran.
+        self.meter = meter if meter is not None else Meter(work.request.request_id, "", "", None)
+        self.timeout = timeout
+        self._deadline = 0.0
+        self._produced: dict[int, int] = {}
+        self._reported: dict[int, Usage] = {}
         self._queue: asyncio.Queue[tuple[int, Event | RequestFailed | EngineDead | None]] = asyncio.Queue()
         self._started: list[asyncio.Event] = []
         self._early: dict[int, RequestFailed | EngineDead] = {}
@@ -78,17 +86,30 @@ class Generation:
         ]
 
     @classmethod
-    async def open(cls, deployment: Deployment, work: Work) -> Generation:
+    async def open(
+        cls, deployment: Deployment, work: Work, meter: Meter | None = None, timeout: float = 600
+    ) -> Generation:
         deployment.ready().admit()
-        generation = cls(deployment, work)
+        generation = cls(deployment, work, meter, timeout)
+        generation._deadline = asyncio.get_running_loop().time() + timeout
         try:
             for i, request in enumerate(generation._choices()):
                 generation._started.append(asyncio.Event())
                 generation._tasks.append(asyncio.create_task(generation._pump(i, request)))
-            for started in generation._started:
-                await started.wait()
+            try:
+                async with asyncio.timeout_at(generation._deadline):
+                    for started in generation._started:
+                        await started.wait()
+            except TimeoutError:
+                generation.meter.fail(Outcome.TIMEOUT)
+                raise ApiError("timeout", f"the generation did not start within {timeout:g} seconds") from None
             if generation._early:
-                raise engine_error(next(iter(generation._early.values())), work.request)
+                failure = next(iter(generation._early.values()))
+                if isinstance(failure, RequestFailed) and failure.client_error:
+                    generation.meter.prompt_tokens = 0  # refused before the model read anything
+                else:
+                    generation.meter.fail(Outcome.ENGINE_ERROR)
+                raise engine_error(failure, work.request)
         except BaseException:
             await generation.close()
             raise
@@ -116,23 +137,49 @@ class Generation:
         async for event in events:
             yield event
 
+    def _usage(self) -> Usage:
+        """The usage so far: the engine's own counts for finished choices, the pieces produced for
+        the others; the prompt once (the engine's count, else aimi's)."""
+        reported = list(self._reported.values())
+        prompt = reported[0].prompt_tokens if reported else self.meter.prompt_tokens
+        completion = sum(
+            self._reported[i].completion_tokens if i in self._reported else self._produced.get(i, 0)
+            for i in range(len(self._tasks))
+        )
+        return Usage(prompt, completion)
+
+    def _account(self) -> None:
+        usage = self._usage()
+        self.meter.prompt_tokens, self.meter.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+
     async def _merged(self) -> AsyncIterator[Event]:
         remaining = len(self._tasks)
-        prompt_tokens: int | None = None
-        completion_tokens = 0
         while remaining:
-            index, item = await self._queue.get()
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    index, item = await self._queue.get()
+            except TimeoutError:
+                self.meter.fail(Outcome.TIMEOUT)
+                log.warning("generation %s passed its %gs deadline", self.request.request_id, self.timeout)
+                raise ApiError("timeout", f"the generation ran longer than {self.timeout:g} seconds") from None
             if item is None:
                 remaining -= 1
             elif isinstance(item, RequestFailed | EngineDead):
                 log.warning("generation %s failed after the response started: %s", self.request.request_id, item)
+                self.meter.fail(Outcome.ENGINE_ERROR)
                 raise engine_error(item, self.request)
             elif isinstance(item, Usage):
-                prompt_tokens = item.prompt_tokens if prompt_tokens is None else prompt_tokens
-                completion_tokens += item.completion_tokens
+                self._reported[index] = item
+                self._account()
             else:
+                if isinstance(item, TextDelta | ToolCallDelta):
+                    self._produced[index] = self._produced.get(index, 0) + 1
+                    self.meter.token()
+                    self._account()
                 yield replace(item, index=index)
-        yield Usage(prompt_tokens or 0, completion_tokens)
+        usage = self._usage()
+        self._account()
+        yield usage
 
     async def close(self) -> None:
         if self._closed:

@@ -13,6 +13,7 @@ ever attached to 429 and 503: azure-core retries any other status that carries i
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "TooManyRequests": (429, "rate_limit_error"),
     "engine_error": (500, "server_error"),
     "ServiceUnavailable": (503, "server_error"),
+    "timeout": (504, "server_error"),
 }
 
 
@@ -82,7 +84,9 @@ class ApiError(Exception):
     def headers(self) -> dict[str, str]:
         headers = {"x-ms-error-code": self.code}
         if self.retry_after is not None and self.status in (429, 503):
-            headers["Retry-After"] = str(max(1, round(self.retry_after)))
+            # Whole seconds, rounded up so a client that waits them finds the capacity back.
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+            headers["retry-after-ms"] = str(max(1, math.ceil(self.retry_after * 1000)))
         return headers
 
     def sse_frame(self) -> bytes:

@@ -27,7 +27,9 @@ from aimi.server import openapi
 from aimi.server.middleware.access_log import AccessLogMiddleware
 from aimi.server.middleware.auth import AuthMiddleware
 from aimi.server.middleware.body_limit import BodyLimitMiddleware
+from aimi.server.middleware.metering import MeteringMiddleware
 from aimi.server.middleware.request_id import RequestIdMiddleware
+from aimi.server.observability import build_metering, gauges, metrics_route, usage_route
 from aimi.server.openapi import AZURE_PREFIXES, DEPLOYMENT_PREFIX
 from aimi.server.responses import api_error, client_gone, http_error, unexpected
 from aimi.settings import Settings
@@ -57,13 +59,26 @@ async def health(request: Request) -> Response:
     principal = request.scope.get("state", {}).get("principal")
     if principal is not None:
         body["deployments"] = {name: s for name, s in states.items() if principal.may_use(name)}
+        metering = request.app.state.metering
+        body["quota"] = metering.quotas.health().as_dict()
+        if metering.ledger is not None:
+            ledger = metering.ledger
+            body["usage_ledger"] = {
+                "state": "ok" if ledger.healthy else "unreachable",
+                "pending": ledger.pending,
+                "dropped": ledger.dropped,
+            }
     if overall == "ok":
         return JSONResponse(body)
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
 def routes() -> list[BaseRoute]:
-    table: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
+    table: list[BaseRoute] = [
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
+        Route("/admin/usage", usage_route, methods=["GET"]),
+    ]
     for prefix in (*AZURE_PREFIXES, DEPLOYMENT_PREFIX):
         table += [
             Route(f"{prefix}/info", handlers.info, methods=["GET"]),
@@ -102,6 +117,8 @@ def _deployment(spec: DeploymentSpec) -> Deployment:
         else:
             profile = replace(profile, model_type="embeddings")
     return Deployment(
+        quota=spec.quota,
+        prices=spec.prices,
         name=spec.name,
         display_name=spec.display_name,
         profile=profile,
@@ -189,6 +206,9 @@ def create_app(
                 asyncio.get_running_loop().add_signal_handler(
                     signal.SIGHUP, lambda: loading.append(asyncio.create_task(reload(app)))
                 )
+        metering = app.state.metering
+        if metering.ledger is not None:
+            metering.ledger.start()
         try:
             yield
         finally:
@@ -196,6 +216,9 @@ def create_app(
                 task.cancel()
             for d in app.state.deployments:
                 await d.engine.close()
+            if metering.ledger is not None:
+                await asyncio.to_thread(metering.ledger.stop)
+            await metering.quotas.close()
 
     app = Starlette(
         routes=routes(),
@@ -203,6 +226,7 @@ def create_app(
             Middleware(RequestIdMiddleware),
             Middleware(AccessLogMiddleware),
             Middleware(AuthMiddleware, keys=ring),
+            Middleware(MeteringMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         exception_handlers={
@@ -221,4 +245,7 @@ def create_app(
     app.state.reloader = reloader
     app.state.loading = []
     app.state.shadow_tasks = set()
+    app.state.metering, app.state.ledger_store = build_metering(settings)
+    app.state.quotas, app.state.metrics = app.state.metering.quotas, app.state.metering.metrics
+    app.state.metrics.gauges(lambda: gauges(app.state))
     return app

@@ -199,6 +199,39 @@ def build() -> dict[str, Any]:
             paths[path] = {
                 method: {**op, "parameters": [_DEPLOYMENT, *op.get("parameters", [])]} for method, op in item.items()
             }
+    paths["/metrics"] = {
+        "get": {
+            "summary": "Prometheus metrics (a key with the metrics scope)",
+            "tags": ["service"],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    }
+    paths["/admin/usage"] = {
+        "get": {
+            "summary": "Usage totals from the ledger (a key with the admin scope)",
+            "tags": ["service"],
+            "parameters": [
+                {"name": "by", "in": "query", "schema": {"type": "string"}, "description": "key,deployment,day,..."},
+                {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "One row per group: requests, prompt and completion tokens, cost",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                }
+            },
+        }
+    }
     for path in ("/swagger.json", "/openapi.json"):
         paths[path] = {
             "get": {

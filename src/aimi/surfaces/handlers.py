@@ -16,7 +16,7 @@ from starlette.types import Receive
 
 from aimi.deployments.registry import Deployment, Deployments, Routed
 from aimi.engines.api import Embeddings, EngineDead, RequestFailed
-from aimi.pipeline import canonical, embeddings
+from aimi.pipeline import admission, canonical, embeddings
 from aimi.pipeline.controls import Work
 from aimi.pipeline.embeddings import EmbeddingWork
 from aimi.pipeline.extra_parameters import Policy, policy_from_header
@@ -29,6 +29,8 @@ from aimi.protocol.errors import ApiError
 from aimi.surfaces.encode import Encoder
 from aimi.surfaces.responses import JSONResponse
 from aimi.surfaces.stream import ClientGone, EventStreamResponse
+from aimi.usage.meter import Meter
+from aimi.usage.records import Outcome
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -116,9 +118,29 @@ def _mirror(request: Request, routed: Routed, kind: str, run: Callable[[Deployme
     task.add_done_callback(tasks.discard)
 
 
-def _serving(routed: Routed, kind: str) -> Deployment:
+def _meter(request: Request) -> Meter:
+    """The request's usage account (opened by the metering middleware)."""
+    meter: Meter | None = request.scope.get("state", {}).get("meter")
+    if meter is None:  # an app without the middleware (never the served one)
+        meter = Meter(request.scope.get("state", {}).get("request_id", uuid.uuid4().hex), "", "", None)
+    return meter
+
+
+async def _reserve(request: Request, deployment: Deployment, tokens: int) -> Meter:
+    """Charge the request and ``tokens`` against its deployment's and key's quotas (429 past them)."""
+    meter = _meter(request)
+    state = request.app.state
+    principal = request.scope.get("state", {}).get("principal")
+    await admission.admit(state.quotas, state.metrics, meter, admission.scopes(deployment, principal), tokens)
+    return meter
+
+
+def _serving(routed: Routed, kind: str, request: Request | None = None) -> Deployment:
     """The routed deployment, if it serves ``kind`` requests and can take one now."""
     deployment = routed.deployment
+    if request is not None:
+        meter = _meter(request)
+        meter.deployment, meter.model, meter.prices = deployment.name, deployment.display_name, deployment.prices
     what, capability = _KINDS[kind]
     if not getattr(deployment.engine.capabilities, capability):
         raise ApiError(
@@ -148,7 +170,12 @@ def _model_name(deployment: Deployment, surface: Surface) -> str:
 
 async def _respond(request: Request, deployment: Deployment, work: Work, encoder: Encoder) -> Response:
     await _loaded(request, deployment)
-    generation = await until_disconnect(request.receive, Generation.open(deployment, work))
+    prompt = await admission.prompt_tokens(deployment, work.request)
+    most = work.request.max_tokens or deployment.max_tokens
+    meter = await _reserve(request, deployment, prompt + work.candidates * most)
+    meter.prompt_tokens = prompt
+    timeout = request.app.state.settings.request_timeout
+    generation = await until_disconnect(request.receive, Generation.open(deployment, work, meter, timeout))
     if work.stream:
         return EventStreamResponse(generation, encoder)
     result = await until_disconnect(request.receive, gather(generation))
@@ -162,7 +189,7 @@ async def _shadow_generation(deployment: Deployment, work: Work) -> None:
 async def chat_completions(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.chat_model)
     routed = _routed(request, body.model)
-    deployment = _serving(routed, "chat")
+    deployment = _serving(routed, "chat", request)
     work = canonical.chat_request(body, policy, deployment)
     _mirror(request, routed, "chat", lambda d: _shadow_generation(d, canonical.chat_request(body, policy, d)))
     include_usage = bool(
@@ -175,7 +202,7 @@ async def chat_completions(request: Request, surface: Surface) -> Response:
 async def completions(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.completion_model)
     routed = _routed(request, body.model)
-    deployment = _serving(routed, "completions")
+    deployment = _serving(routed, "completions", request)
     work = canonical.completion_request(body, policy, deployment)
     _mirror(
         request, routed, "completions", lambda d: _shadow_generation(d, canonical.completion_request(body, policy, d))
@@ -220,10 +247,14 @@ async def _embedding_response(
     request: Request, deployment: Deployment, work: EmbeddingWork, surface_azure: bool
 ) -> Response:
     await _loaded(request, deployment)
+    meter = await _reserve(request, deployment, admission.embedding_tokens(work.request))
     try:
         result = await until_disconnect(request.receive, _embed(deployment, work))
     except (RequestFailed, EngineDead) as exc:
+        if not (isinstance(exc, RequestFailed) and exc.client_error):
+            meter.fail(Outcome.ENGINE_ERROR)
         raise engine_error(exc) from None
+    meter.prompt_tokens = result.prompt_tokens
     vectors = embeddings.finish(work, result.vectors)
     return JSONResponse(
         {
@@ -248,7 +279,7 @@ async def _embed(deployment: Deployment, work: EmbeddingWork) -> Embeddings:
 async def text_embeddings(request: Request, surface: Surface) -> Response:
     body, policy = await _body(request, surface, surface.embeddings_model)
     routed = _routed(request, body.model)
-    deployment = _serving(routed, "embeddings")
+    deployment = _serving(routed, "embeddings", request)
     work = embeddings.text_request(body, policy, deployment)
     _mirror(request, routed, "embeddings", lambda d: _embed(d, embeddings.text_request(body, policy, d)))
     return await _embedding_response(request, deployment, work, surface.azure)
@@ -256,6 +287,6 @@ async def text_embeddings(request: Request, surface: Surface) -> Response:
 
 async def image_embeddings(request: Request) -> Response:
     body, policy = await _body(request, AZURE, AzureImageEmbeddingsRequest)
-    deployment = _serving(_routed(request, body.model), "image_embeddings")
+    deployment = _serving(_routed(request, body.model), "image_embeddings", request)
     work = embeddings.image_request(body, policy, deployment)
     return await _embedding_response(request, deployment, work, True)

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from aimi.pipeline.generation import Generation
 from aimi.protocol.errors import ApiError
 from aimi.surfaces.encode import Encoder
+from aimi.usage.records import Outcome
 
 
 class ClientGone(Exception):
@@ -42,7 +43,7 @@ class EventStreamResponse(Response):
             except ApiError as exc:
                 await send({"type": "http.response.body", "body": exc.sse_frame(), "more_body": True})
             except OSError:
-                pass  # the client went away while we were writing
+                self.generation.meter.fail(Outcome.ABORTED)  # the client went away while we were writing
             else:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             finally:
@@ -52,6 +53,7 @@ class EventStreamResponse(Response):
         async def watch(cancel: anyio.CancelScope) -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
+            self.generation.meter.fail(Outcome.ABORTED)
             cancel.cancel()
 
         async with anyio.create_task_group() as group:

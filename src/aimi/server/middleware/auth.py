@@ -1,6 +1,7 @@
 """Deny by default: every path needs a valid key, except an explicit public list.
 
-A key arrives as ``api-key: <key>`` or ``Authorization: Bearer <key>`` (the Azure SDKs send
+A key needs the scope of the path: ``metrics`` for ``/metrics``, ``admin`` for ``/admin/...``,
+``inference`` for the rest. A key arrives as ``api-key: <key>`` or ``Authorization: Bearer <key>`` (the Azure SDKs send
 both). Unknown paths are refused like known ones, so the route table is not probeable.
 """
 
@@ -9,10 +10,19 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aimi.auth.keys import KeyRing
-from aimi.protocol.errors import unauthorized
+from aimi.protocol.errors import ApiError, unauthorized
 from aimi.surfaces.responses import error_response
 
 PUBLIC_PATHS = frozenset({"/health", "/swagger.json", "/openapi.json"})
+
+
+def scope_of(path: str) -> str:
+    """The key scope a path needs."""
+    if path == "/metrics":
+        return "metrics"
+    if path.startswith("/admin/"):
+        return "admin"
+    return "inference"
 
 
 def credentials(scope: Scope) -> list[str]:
@@ -40,6 +50,12 @@ class AuthMiddleware:
         principal = next((p for p in (verifier.identify(c) for c in credentials(scope)) if p is not None), None)
         if principal is not None:
             scope.setdefault("state", {})["principal"] = principal
+        if principal is not None and not principal.may(scope_of(scope["path"])):
+            needed = scope_of(scope["path"])
+            await error_response(ApiError("Forbidden", f"key '{principal.name}' lacks the '{needed}' scope"))(
+                scope, receive, send
+            )
+            return
         if principal is not None or scope["path"] in PUBLIC_PATHS:
             # Public paths answer everyone; a valid key there may see more (/health's details).
             await self.app(scope, receive, send)

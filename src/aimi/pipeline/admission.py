@@ -1,0 +1,95 @@
+"""Quota admission: reserve a request and its tokens before the engine runs.
+
+The reservation is the prompt's tokens (as the engine counts them, chat template included)
+plus the most the request may generate: ``max_tokens`` (or the deployment's cap) for each
+choice it asks for. It is charged atomically against the deployment's and the key's limits; the
+metering middleware settles it to the true usage when the request ends.
+"""
+
+from __future__ import annotations
+
+import math
+
+from aimi.auth.keys import Principal
+from aimi.deployments.registry import Deployment
+from aimi.engines.api import EmbeddingRequest, GenerationRequest
+from aimi.protocol.errors import ApiError, service_unavailable
+from aimi.quota.api import Decision, Refusal, Scope
+from aimi.quota.guard import Quotas, Unavailable
+from aimi.usage.meter import Meter
+from aimi.usage.metrics import Metrics
+
+_TEMPLATE_TOKENS_PER_TURN = 8
+
+
+def estimate_prompt_tokens(request: GenerationRequest) -> int:
+    """An upper bound for engines that cannot count: no token is shorter than one byte."""
+    if request.messages is not None:
+        return sum(len((t.content or "").encode()) + _TEMPLATE_TOKENS_PER_TURN for t in request.messages)
+    return len((request.prompt or "").encode()) + 1
+
+
+def embedding_tokens(request: EmbeddingRequest) -> int:
+    """The most tokens an embeddings request can be: a byte each, and the model's markers."""
+    if request.texts is not None:
+        return sum(len(text.encode()) + 2 for text in request.texts)
+    if request.token_ids is not None:
+        return sum(len(ids) for ids in request.token_ids)
+    return sum(1 + len((image.text or "").encode()) for image in request.images or ())
+
+
+async def prompt_tokens(deployment: Deployment, request: GenerationRequest) -> int:
+    counted = await deployment.engine.count_tokens(request)
+    return counted if counted is not None else estimate_prompt_tokens(request)
+
+
+def scopes(deployment: Deployment, principal: Principal | None) -> list[Scope]:
+    """What the request is charged against: its deployment and its key, where they have limits."""
+    found = []
+    if not deployment.quota.unlimited:
+        found.append(Scope(f"deployment:{deployment.name}", deployment.quota))
+    if principal is not None and principal.quota is not None and not principal.quota.unlimited:
+        found.append(Scope(f"key:{principal.name}", principal.quota))
+    return found
+
+
+def _refused(decision: Decision, tokens: int) -> ApiError:
+    scope = decision.scope or ""
+    what = scope.replace(":", " '", 1) + "'" if ":" in scope else scope
+    if decision.refusal is Refusal.TOO_LARGE:
+        return ApiError(
+            "TooManyRequests",
+            f"this request reserves {tokens} tokens (its prompt plus max_tokens), more than the tokens per minute "
+            f"of {what}; lower max_tokens",
+        )
+    reason = {
+        Refusal.REQUESTS: "requests per minute",
+        Refusal.TOKENS: "tokens per minute",
+        Refusal.CONCURRENCY: "concurrent requests",
+    }[decision.refusal or Refusal.REQUESTS]
+    retry = decision.retry_after if decision.retry_after is not None else 1.0
+    return ApiError(
+        "TooManyRequests",
+        f"rate limit of {what} reached ({reason}); retry after {math.ceil(retry)} second(s)",
+        retry_after=retry,
+    )
+
+
+async def admit(quotas: Quotas, metrics: Metrics, meter: Meter, charged: list[Scope], tokens: int) -> None:
+    """Reserve ``tokens`` and one request in every scope of ``charged``, or raise the 429 (or the
+    503 when the shared backend is down and the policy is to fail closed)."""
+    if not charged:
+        return
+    errors = quotas.errors
+    try:
+        decision, reservation = await quotas.reserve(charged, tokens, meter.id)
+    except Unavailable as exc:
+        metrics.quota_errors.inc(quotas.errors - errors)
+        raise service_unavailable(f"{exc}; retry shortly", retry_after=1) from None
+    if quotas.errors > errors:
+        metrics.quota_errors.inc(quotas.errors - errors)
+    meter.remaining = decision.remaining
+    if not decision.admitted:
+        metrics.rate_limited.labels((decision.scope or "").split(":")[0], str(decision.refusal)).inc()
+        raise _refused(decision, tokens)
+    meter.reservation = reservation

@@ -1,0 +1,125 @@
+"""Admission against the configured quota backend, with a bounded wait and an explicit policy for
+when a shared backend cannot be reached.
+
+A call to the shared backend that fails or takes longer than ``timeout`` applies the policy:
+``closed`` refuses the request (503 with Retry-After), ``local`` admits it against the same limits
+counted in this process only. After a failure the backend is left alone for ``retry_seconds``, so
+requests do not each pay the timeout while it is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aimi.quota.api import Decision, QuotaBackend, Reservation, Scope
+from aimi.quota.memory import MemoryQuotas
+
+log = logging.getLogger(__name__)
+
+
+class Unavailable(Exception):
+    """The shared quota backend could not be asked, and the policy is to fail closed."""
+
+
+class OnError(StrEnum):
+    CLOSED = "closed"
+    LOCAL = "local"
+
+
+@dataclass
+class QuotaHealth:
+    backend: str
+    up: bool
+    on_error: str
+    errors: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"backend": self.backend, "state": "ok" if self.up else "unreachable", "on_error": self.on_error}
+
+
+class Quotas:
+    """The quota gate: :meth:`reserve` before the engine runs, :meth:`settle` when the request ends."""
+
+    def __init__(
+        self,
+        backend: QuotaBackend,
+        *,
+        on_error: OnError = OnError.CLOSED,
+        timeout: float = 0.25,
+        retry_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        self.on_error = on_error
+        self.timeout = timeout
+        self.retry_seconds = retry_seconds
+        self._clock = clock
+        self._local = backend if isinstance(backend, MemoryQuotas) else MemoryQuotas()
+        self._down_until = 0.0
+        self.errors = 0
+        self.up = True
+
+    @property
+    def shared(self) -> bool:
+        return self.backend is not self._local
+
+    def health(self) -> QuotaHealth:
+        return QuotaHealth(self.backend.name, self.up, self.on_error.value if self.shared else "none", self.errors)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.errors += 1
+        if self.up:
+            log.error("quota backend %s unreachable (%s: %s); policy: %s", self.backend.name, what, exc, self.on_error)
+        self.up = False
+        self._down_until = self._clock() + self.retry_seconds
+
+    async def reserve(self, scopes: Sequence[Scope], tokens: int, request_id: str) -> tuple[Decision, Reservation]:
+        """Admit the request in every scope or refuse it; raises :class:`Unavailable` when the shared
+        backend cannot be asked and the policy is ``closed``."""
+        backend: QuotaBackend = self.backend
+        if self.shared and self._clock() < self._down_until:
+            backend = self._fallback()
+        if backend is not self._local:
+            try:
+                decision = await asyncio.wait_for(backend.admit(scopes, tokens, request_id), self.timeout)
+            except (Exception, TimeoutError) as exc:
+                self._failed("admit", exc)
+                backend = self._fallback()
+            else:
+                if not self.up:
+                    log.warning("quota backend %s reachable again", self.backend.name)
+                self.up = True
+                return decision, Reservation(
+                    request_id, tuple(scopes), tokens, decision.second, decision.remaining, backend
+                )
+        decision = await backend.admit(scopes, tokens, request_id)
+        return decision, Reservation(request_id, tuple(scopes), tokens, decision.second, decision.remaining, backend)
+
+    def _fallback(self) -> QuotaBackend:
+        if self.on_error is OnError.CLOSED:
+            raise Unavailable(f"the {self.backend.name} quota backend is unreachable")
+        return self._local
+
+    async def settle(self, reservation: Reservation, used: int) -> None:
+        """Return the unused part of the reservation; at most once, never raises."""
+        if reservation.settled or reservation.backend is None:
+            return
+        reservation.settled = True
+        try:
+            await asyncio.wait_for(
+                reservation.backend.settle(
+                    reservation.scopes, reservation.request_id, reservation.second, reservation.tokens, used
+                ),
+                self.timeout,
+            )
+        except (Exception, TimeoutError) as exc:
+            # The reservation stays charged until it leaves the window: the safe side.
+            self._failed("settle", exc)
+
+    async def close(self) -> None:
+        await self.backend.close()

@@ -1,0 +1,178 @@
+"""The Redis quota backend: one Lua script per admission (one round trip), so every aimi process
+sharing the Redis shares one limit exactly. The script reads the clock from Redis (``TIME``), so
+the replicas need not agree on the time.
+
+Keys share the hash tag ``{aimi}`` so a script's keys live on one Redis Cluster node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aimi.quota.api import Decision, Refusal, Remaining, Scope
+
+# KEYS: per scope, its requests hash, tokens hash and leases sorted set.
+# ARGV: tokens, request id, lease seconds, then per scope: rpm, tpm, max concurrent (-1: none).
+# Returns {admitted, second, refused scope (1-based) or 0, refusal, retry ms (-1: never),
+#          limit req, left req, limit tok, left tok} with -1 for "no limit".
+ADMIT = """
+local t = redis.call('TIME')
+local sec = tonumber(t[1])
+local now = sec + tonumber(t[2]) / 1000000
+local cost = tonumber(ARGV[1])
+local id = ARGV[2]
+local lease = tonumber(ARGV[3])
+local n = #KEYS / 3
+
+local function window(key)
+  local flat = redis.call('HGETALL', key)
+  local total, live, stale = 0, {}, {}
+  for i = 1, #flat, 2 do
+    local s, v = tonumber(flat[i]), tonumber(flat[i + 1])
+    if s <= sec - 60 then stale[#stale + 1] = flat[i] else total = total + v; live[#live + 1] = {s, v} end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  return total, live
+end
+
+local function wait(live, need)
+  table.sort(live, function(a, b) return a[1] < b[1] end)
+  local freed = 0
+  for _, e in ipairs(live) do
+    freed = freed + e[2]
+    if freed >= need then return math.max(0, math.ceil((e[1] + 60 - now) * 1000)) end
+  end
+  return 60000
+end
+
+local lr, rr, lt, rt = -1, -1, -1, -1
+local function track(rpm, tpm, ur, ut, charge)
+  if rpm >= 0 and (lr < 0 or rpm - ur - 1 < rr) then lr, rr = rpm, rpm - ur - 1 end
+  if tpm >= 0 and (lt < 0 or tpm - ut - charge < rt) then lt, rt = tpm, tpm - ut - charge end
+end
+
+local used = {}
+for i = 1, n do
+  local rpm, tpm, conc = tonumber(ARGV[1 + 3 * i]), tonumber(ARGV[2 + 3 * i]), tonumber(ARGV[3 + 3 * i])
+  local ur, lrv = window(KEYS[3 * i - 2])
+  local ut, ltv = window(KEYS[3 * i - 1])
+  used[i] = {ur, ut}
+  local refusal, retry = nil, -1
+  if rpm >= 0 and ur + 1 > rpm then
+    refusal, retry = 'requests', wait(lrv, ur + 1 - rpm)
+  elseif tpm >= 0 and cost > tpm then
+    refusal = 'too_large'
+  elseif tpm >= 0 and ut + cost > tpm then
+    refusal, retry = 'tokens', wait(ltv, ut + cost - tpm)
+  elseif conc >= 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[3 * i], '-inf', now)
+    if redis.call('ZCARD', KEYS[3 * i]) >= conc then refusal, retry = 'concurrency', 1000 end
+  end
+  if refusal then
+    track(rpm, tpm, ur, ut, 0)
+    return {0, sec, i, refusal, retry, lr, rr, lt, rt}
+  end
+  track(rpm, tpm, ur, ut, cost)
+end
+for i = 1, n do
+  redis.call('HINCRBY', KEYS[3 * i - 2], sec, 1)
+  redis.call('EXPIRE', KEYS[3 * i - 2], 120)
+  redis.call('HINCRBY', KEYS[3 * i - 1], sec, cost)
+  redis.call('EXPIRE', KEYS[3 * i - 1], 120)
+  if tonumber(ARGV[3 + 3 * i]) >= 0 then
+    redis.call('ZADD', KEYS[3 * i], now + lease, id)
+    redis.call('EXPIRE', KEYS[3 * i], math.ceil(lease) * 2)
+  end
+end
+return {1, sec, 0, '', -1, lr, rr, lt, rt}
+"""
+
+# KEYS as for ADMIT; ARGV: second charged, reserved, used, request id.
+SETTLE = """
+local sec = tonumber(redis.call('TIME')[1])
+local charged, reserved, used, id = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+for i = 1, #KEYS / 3 do
+  local tokens = KEYS[3 * i - 1]
+  if used < reserved and charged > sec - 60 then
+    local left = tonumber(redis.call('HGET', tokens, charged) or '0')
+    if left > 0 then redis.call('HSET', tokens, charged, math.max(0, left - (reserved - used))) end
+  elseif used > reserved then
+    redis.call('HINCRBY', tokens, sec, used - reserved)
+    redis.call('EXPIRE', tokens, 120)
+  end
+  redis.call('ZREM', KEYS[3 * i], id)
+end
+return 1
+"""
+
+
+def _limit(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+def _opt(value: int) -> int | None:
+    return None if value < 0 else value
+
+
+class RedisQuotas:
+    """Counters in Redis, shared by every aimi pointed at it.
+
+    ``lease_seconds`` bounds how long a crashed process's concurrency slot stays taken.
+    """
+
+    name = "redis"
+
+    def __init__(self, client: Any, prefix: str = "aimi", lease_seconds: float = 900.0) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._lease = lease_seconds
+        self._admit = client.register_script(ADMIT)
+        self._settle = client.register_script(SETTLE)
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float, prefix: str = "aimi") -> RedisQuotas:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
+        )
+        return cls(client, prefix)
+
+    def _keys(self, scopes: Sequence[Scope]) -> list[str]:
+        keys: list[str] = []
+        for scope in scopes:
+            base = f"{self._prefix}:{{quota}}:{scope.name}"
+            keys += [f"{base}:requests", f"{base}:tokens", f"{base}:leases"]
+        return keys
+
+    async def admit(self, scopes: Sequence[Scope], tokens: int, request_id: str) -> Decision:
+        args: list[object] = [tokens, request_id, self._lease]
+        for scope in scopes:
+            limits = scope.limits
+            args += [
+                _limit(limits.requests_per_minute),
+                _limit(limits.tokens_per_minute),
+                _limit(limits.max_concurrent),
+            ]
+        admitted, second, index, refusal, retry_ms, lr, rr, lt, rt = await self._admit(
+            keys=self._keys(scopes), args=args
+        )
+        remaining = Remaining(_opt(lr), rr if lr >= 0 else None, _opt(lt), rt if lt >= 0 else None)
+        if admitted:
+            return Decision(True, remaining, int(second))
+        text = refusal.decode() if isinstance(refusal, bytes) else str(refusal)
+        return Decision(
+            False,
+            remaining,
+            int(second),
+            Refusal(text),
+            scopes[int(index) - 1].name,
+            None if retry_ms < 0 else retry_ms / 1000,
+        )
+
+    async def settle(self, scopes: Sequence[Scope], request_id: str, second: int, reserved: int, used: int) -> None:
+        await self._settle(keys=self._keys(scopes), args=[second, reserved, used, request_id])
+
+    async def close(self) -> None:
+        await self._client.aclose()
