@@ -195,3 +195,34 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, default_model_path: Pa
     home = tmp_path_factory.mktemp("aimi-home")
     with aimi_process(home, ["--slots", "2", "--context-size", "2048"]) as server:
         yield server
+
+
+REDIS_URL = os.environ.get("AIMI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("AIMI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis; the test is skipped, saying so, where there is none."""
+    if not _reachable(REDIS_URL, 6379):
+        pytest.skip(f"needs Redis at {REDIS_URL} (set AIMI_TEST_REDIS_URL)")
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The machine's PostgreSQL; the test is skipped, saying so, where there is none."""
+    if not _reachable(POSTGRES_URL, 5432):
+        pytest.skip(f"needs PostgreSQL at {POSTGRES_URL} (set AIMI_TEST_POSTGRES_URL)")
+    return POSTGRES_URL

@@ -102,3 +102,16 @@ async def test_text_completion_from_a_raw_prompt(engine: Engine) -> None:
     )
     events = await _collect(engine, request)
     assert events[-2:] == [Finish("length"), Usage(events[-1].prompt_tokens, 3)]  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_the_prompt_count_before_generating_is_the_one_usage_reports(engine: Engine) -> None:
+    # Quotas reserve the prompt's tokens before the engine runs: the count must be the model's own.
+    chat = _request(2, ignore_eos=True)
+    chat.messages = [ChatTurn("system", "Be brief."), ChatTurn("user", "Name three colours, please.")]
+    raw = GenerationRequest(request_id="raw-count", max_tokens=2, prompt="One, two, three,", temperature=0)
+    for request in (chat, raw):
+        counted = await engine.count_tokens(request)
+        usage = (await _collect(engine, request))[-1]
+        assert isinstance(usage, Usage)
+        assert counted == usage.prompt_tokens

@@ -1,11 +1,11 @@
-"""The ``aimi`` command: ``aimi serve``, ``aimi chat``, ``aimi config``, ``aimi models`` and ``aimi reload``."""
+"""The ``aimi`` command: serve, chat, config, models, reload and usage."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from aimi.cli import chat, config, models, reload, serve
+from aimi.cli import chat, config, models, reload, serve, usage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     config.add_parser(commands)
     models.add_parser(commands)
     reload.add_parser(commands)
+    usage.add_parser(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -208,7 +208,7 @@ class LlamaCppEngine:
             return None
         if self._internal is None:
             self._internal = httpx.AsyncClient(
-                base_url=f"http://{self._server.listening_address}",
+                base_url=str(self._server.listening_address),
                 headers={"Authorization": f"Bearer {self._internal_key}"},
                 timeout=10.0,
             )

@@ -32,6 +32,7 @@ from aimi.server.middleware.request_id import RequestIdMiddleware
 from aimi.server.observability import build_metering, gauges, metrics_route, usage_route
 from aimi.server.openapi import AZURE_PREFIXES, DEPLOYMENT_PREFIX
 from aimi.server.responses import api_error, client_gone, http_error, unexpected
+from aimi.server.tracing import TracingMiddleware, tracer_provider
 from aimi.settings import Settings
 from aimi.surfaces import handlers
 from aimi.surfaces.handlers import AZURE, OPENAI
@@ -219,13 +220,17 @@ def create_app(
             if metering.ledger is not None:
                 await asyncio.to_thread(metering.ledger.stop)
             await metering.quotas.close()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)
 
+    tracing = tracer_provider(settings.otlp_endpoint) if settings.otlp_endpoint else None
     app = Starlette(
         routes=routes(),
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AccessLogMiddleware),
             Middleware(AuthMiddleware, keys=ring),
+            *([Middleware(TracingMiddleware, provider=tracing)] if tracing is not None else []),
             Middleware(MeteringMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],

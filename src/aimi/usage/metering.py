@@ -25,7 +25,7 @@ class Metering:
             await self.quotas.settle(meter.reservation, meter.prompt_tokens + meter.completion_tokens)
             if self.quotas.errors > errors:
                 self.metrics.quota_errors.inc(self.quotas.errors - errors)
-        outcome = meter.outcome or outcome_of(status)
+        outcome = meter.outcome = meter.outcome or outcome_of(status)
         record = UsageRecord(
             id=meter.id,
             time=meter.wall,
