@@ -8,12 +8,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aimi.auth.keys import ApiKey, Principal
-from aimi.deployments.config import ConfigError, DeploymentConfig, FileConfig, QuotaConfig
+from aimi.deployments.config import ConfigError, DeploymentConfig, FileConfig, QuotaConfig, SafetyConfig
 from aimi.deployments.profile import ModelProfile
 from aimi.deployments.registry import Endpoint, Limits
 from aimi.deployments.sources import ModelSourceError, ResolvedModel, resolve
 from aimi.engines.api import EngineConfig
 from aimi.quota.api import QuotaLimits
+from aimi.safety.api import CATEGORIES, Severity
+from aimi.safety.blocklist import Blocklist
+from aimi.safety.policy import Action, SafetyPolicy
 from aimi.settings import Settings
 from aimi.usage.records import Prices
 
@@ -31,6 +34,7 @@ class DeploymentSpec:
     idle_unload_seconds: float | None = None
     quota: QuotaLimits = QuotaLimits()
     prices: Prices | None = None
+    safety: SafetyPolicy | None = None
 
 
 def server_limits(settings: Settings) -> Limits:
@@ -65,6 +69,26 @@ def _quota(base: QuotaLimits, entry: QuotaConfig | None) -> QuotaLimits | None:
     given = entry.model_dump(exclude_unset=True)
     return QuotaLimits(**{name: (given[name] or None) if name in given else getattr(base, name) for name in (
         "requests_per_minute", "tokens_per_minute", "max_concurrent")})
+
+
+def safety_policy(entry: SafetyConfig | None) -> SafetyPolicy | None:
+    """The file's safety table as a policy; None when absent or switched off."""
+    if entry is None or not entry.enabled:
+        return None
+    levels = {category: getattr(entry, category) for category in CATEGORIES}
+    return SafetyPolicy(
+        action=Action(entry.action),
+        thresholds={c: Severity.parse(level) for c, level in levels.items() if level != "off"},
+        blocklists=tuple(Blocklist(b.name, tuple(b.terms), tuple(b.patterns)) for b in entry.blocklists),
+        jailbreak=entry.jailbreak,
+        annotate=entry.annotate,
+        classifier=entry.classifier,
+        classifier_options=dict(entry.classifier_options),
+        window=entry.window,
+        overlap=min(entry.overlap, entry.window),
+        on_error=entry.on_error,
+        timeout=entry.timeout,
+    )
 
 
 def from_settings(settings: Settings, model: ResolvedModel) -> list[DeploymentSpec]:
@@ -121,6 +145,7 @@ def _spec(settings: Settings, entry: DeploymentConfig, model: ResolvedModel | No
         idle_unload_seconds=entry.idle_unload_seconds,
         quota=_quota(server_quota(settings), entry.quota) or QuotaLimits(),
         prices=Prices(entry.prices.prompt_per_1m, entry.prices.completion_per_1m) if entry.prices else None,
+        safety=safety_policy(entry.safety),
     )
 
 

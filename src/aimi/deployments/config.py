@@ -26,6 +26,14 @@ TOML (read with the standard library's ``tomllib``), one ``[[deployments]]`` tab
     prompt_per_1m = 0.15
     completion_per_1m = 0.60
 
+    [deployments.safety]                 # optional: content safety on prompts and completions
+    violence = "low"                     # the lowest severity blocked, per category ("off": never)
+    jailbreak = true
+    [[deployments.safety.blocklists]]
+    name = "internal"
+    terms = ["project bluebird"]
+    patterns = ['\\b\\d{3}-\\d{2}-\\d{4}\\b']
+
     [[keys]]
     name = "team-a"
     secret_env = "TEAM_A_KEY"
@@ -111,6 +119,55 @@ class PricesConfig(_Strict):
     completion_per_1m: Annotated[float, Field(ge=0)] = 0.0
 
 
+class BlocklistConfig(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    terms: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    patterns: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        import re
+
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a regular expression: {exc}") from None
+        return patterns
+
+
+Level = Literal["off", "safe", "low", "medium", "high"]
+
+
+class SafetyConfig(_Strict):
+    """Content safety of a deployment: per category the lowest severity blocked ("off": never),
+    blocklists, jailbreak detection, block or only annotate, and the classifier that judges."""
+
+    enabled: bool = True
+    action: Literal["block", "annotate"] = "block"
+    hate: Level = "medium"
+    sexual: Level = "medium"
+    violence: Level = "medium"
+    self_harm: Level = "medium"
+    jailbreak: bool = False
+    annotate: bool = True
+    blocklists: list[BlocklistConfig] = Field(default_factory=list)
+    classifier: Literal["embedded", "guard", "azure", "blocklist"] = "embedded"
+    classifier_options: dict[str, Any] = Field(default_factory=dict)
+    window: Annotated[int, Field(ge=16, le=10_000)] = 160
+    overlap: Annotated[int, Field(ge=0, le=1_000)] = 48
+    on_error: Literal["closed", "open"] = "closed"
+    timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    @field_validator("classifier_options")
+    @classmethod
+    def _no_inline_secrets(cls, options: dict[str, Any]) -> dict[str, Any]:
+        if "key" in options or "api_key" in options:
+            raise ValueError("name the environment variable holding the key with key_env, not the key itself")
+        return options
+
+
 class DeploymentConfig(_Strict):
     """One deployment of the file."""
 
@@ -127,6 +184,7 @@ class DeploymentConfig(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     quota: QuotaConfig | None = None
     prices: PricesConfig | None = None
+    safety: SafetyConfig | None = None
 
     @field_validator("engine_options")
     @classmethod

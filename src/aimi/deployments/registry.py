@@ -14,6 +14,7 @@ from aimi.deployments.profile import ModelProfile
 from aimi.engines.api import Engine, EngineState, ModelFacts
 from aimi.protocol.errors import ApiError, service_unavailable
 from aimi.quota.api import QuotaLimits
+from aimi.safety.filter import ContentFilter
 from aimi.usage.records import Prices
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Deployment:
     spec: Any = None  # what it was built from: a reload keeps it when the spec is unchanged
     quota: QuotaLimits = field(default_factory=QuotaLimits)
     prices: Prices | None = None
+    safety: ContentFilter | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property

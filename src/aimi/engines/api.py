@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
-FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
+FinishReason = Literal["stop", "length", "content_filter", "content_filter_error", "tool_calls"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from aimi.engines.api import (
 )
 from aimi.pipeline.controls import Work
 from aimi.protocol.errors import ApiError, service_unavailable
+from aimi.safety.filter import Annotation, ContentFilter
 from aimi.usage.meter import Meter
 from aimi.usage.records import Outcome
 
@@ -63,6 +64,7 @@ class Generation:
         self.timeout = timeout
         self._deadline = 0.0
         self._produced: dict[int, int] = {}
+        self.safety: ContentFilter | None = deployment.safety
         self._reported: dict[int, Usage] = {}
         self._queue: asyncio.Queue[tuple[int, Event | RequestFailed | EngineDead | None]] = asyncio.Queue()
         self._started: list[asyncio.Event] = []
@@ -129,13 +131,23 @@ class Generation:
             self._queue.put_nowait((index, None))
             started.set()
 
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event of every choice, then one :class:`Usage`; engine failures raise :class:`ApiError`."""
-        events = self._merged()
+    async def events(self) -> AsyncIterator[Event | Annotation]:
+        """Every event of every choice, then one :class:`Usage`; engine failures raise :class:`ApiError`.
+        With content safety, text is released only once judged (see :mod:`aimi.safety.filter`)."""
+        events: AsyncIterator[Any] = self._merged()
         if self.work.tools is not None:
             events = self.work.tools.read(events)
+        if self.safety is not None:
+            events = self.safety.guard(events, self.stop_choice)
         async for event in events:
+            if isinstance(event, Finish) and event.reason in ("content_filter", "content_filter_error"):
+                self.meter.fail(Outcome.CONTENT_FILTER)
             yield event
+
+    def stop_choice(self, index: int) -> None:
+        """Stop generating choice ``index`` (its output was cut); the others go on."""
+        if index < len(self._tasks):
+            self._tasks[index].cancel()
 
     def _usage(self) -> Usage:
         """The usage so far: the engine's own counts for finished choices, the pieces produced for
@@ -200,6 +212,7 @@ class Result:
     tool_calls: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     finish: dict[int, FinishReason] = field(default_factory=dict)
     usage: Usage = field(default_factory=lambda: Usage(0, 0))
+    filter_results: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def text(self, index: int) -> str:
         return "".join(self.texts.get(index, ()))
@@ -208,8 +221,10 @@ class Result:
     def indexes(self) -> list[int]:
         return sorted(set(self.texts) | set(self.finish) | set(self.tool_calls) | {0})
 
-    def add(self, event: Event) -> None:
-        if isinstance(event, TextDelta):
+    def add(self, event: Event | Annotation) -> None:
+        if isinstance(event, Annotation):
+            self.filter_results[event.index] = event.results
+        elif isinstance(event, TextDelta):
             self.texts.setdefault(event.index, []).append(event.text)
             if event.logprobs:
                 self.logprobs.setdefault(event.index, []).extend(event.logprobs)
@@ -240,6 +255,8 @@ class Result:
                 best.tool_calls[new] = self.tool_calls[old]
             if keep_logprobs and old in self.logprobs:
                 best.logprobs[new] = self.logprobs[old]
+            if old in self.filter_results:
+                best.filter_results[new] = self.filter_results[old]
         return best
 
 

@@ -18,12 +18,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 # code -> (HTTP status, OpenAI-style error type)
-ERROR_CODES: dict[str, tuple[int, str]] = {
+ERROR_CODES: dict[str, tuple[int, str | None]] = {
     "invalid_request": (400, "invalid_request_error"),
     "invalid_json": (400, "invalid_request_error"),
     "extra_parameters_not_allowed": (400, "invalid_request_error"),
     "invalid_extra_parameters_header": (400, "invalid_request_error"),
     "context_length_exceeded": (400, "invalid_request_error"),
+    "content_filter": (400, None),  # Azure OpenAI sends "type": null
     "Unauthorized": (401, "authentication_error"),
     "Forbidden": (403, "permission_error"),
     "NotFound": (404, "not_found_error"),
@@ -54,6 +55,7 @@ class ApiError(Exception):
         detail: Any = None,
         extra: Mapping[str, Any] | None = None,
         retry_after: float | None = None,
+        inner: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         if code not in ERROR_CODES:
@@ -64,6 +66,7 @@ class ApiError(Exception):
         self.detail = detail
         self.extra = dict(extra or {})
         self.retry_after = retry_after
+        self.inner = dict(inner) if inner is not None else None
 
     @property
     def status(self) -> int:
@@ -76,6 +79,8 @@ class ApiError(Exception):
             "type": ERROR_CODES[self.code][1],
             "param": self.param,
         }
+        if self.inner is not None:
+            error["innererror"] = self.inner
         body: dict[str, Any] = {"error": error, **self.extra}
         if self.detail is not None:
             body["detail"] = self.detail
@@ -125,6 +130,21 @@ def parameter_not_supported(problems: Sequence[tuple[tuple[str | int, ...], Any,
         param=first,
         detail=detail,
         extra={"status": 422, "code": "parameter_not_supported", "message": message},
+    )
+
+
+def content_filtered(results: Mapping[str, Any]) -> ApiError:
+    """400 for a prompt that content safety refused, with the category results (Azure's shape)."""
+    message = (
+        "The response was filtered due to the prompt triggering the content management policy. "
+        "Please modify your prompt and retry."
+    )
+    return ApiError(
+        "content_filter",
+        message,
+        param="messages",
+        extra={"status": 400, "code": "content_filter", "message": message, "param": "messages", "type": None},
+        inner={"code": "ResponsibleAIPolicyViolation", "content_filter_result": dict(results)},
     )
 
 

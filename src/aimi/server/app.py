@@ -9,6 +9,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,9 +21,12 @@ from starlette.routing import BaseRoute, Route
 from aimi.auth.keys import ApiKey, KeyRing, KeyVerifier
 from aimi.deployments.build import DeploymentSpec
 from aimi.deployments.registry import Deployment, Deployments, Endpoint
+from aimi.deployments.sources import resolve
 from aimi.engines import build_engine
-from aimi.engines.api import EngineDead
+from aimi.engines.api import Engine, EngineDead
 from aimi.protocol.errors import ApiError
+from aimi.safety.filter import ContentFilter
+from aimi.safety.registry import Classifiers
 from aimi.server import openapi
 from aimi.server.middleware.access_log import AccessLogMiddleware
 from aimi.server.middleware.auth import AuthMiddleware
@@ -108,8 +112,11 @@ def routes() -> list[BaseRoute]:
     return table
 
 
-def _deployment(spec: DeploymentSpec) -> Deployment:
+def _deployment(spec: DeploymentSpec, classifiers: Classifiers) -> Deployment:
     engine = build_engine(spec.engine, spec.engine_config)
+    safety = None
+    if spec.safety is not None:
+        safety = ContentFilter(spec.safety, classifiers.get(spec.safety.classifier, spec.safety.classifier_options))
     profile = spec.profile
     if not engine.capabilities.chat and profile.model_type == "chat-completion":
         # A model given by path: what it is follows from the engine that serves it.
@@ -120,6 +127,7 @@ def _deployment(spec: DeploymentSpec) -> Deployment:
     return Deployment(
         quota=spec.quota,
         prices=spec.prices,
+        safety=safety,
         name=spec.name,
         display_name=spec.display_name,
         profile=profile,
@@ -154,7 +162,11 @@ async def reload(app: Starlette) -> None:
         log.error("reload failed, still serving the previous deployments: %s", exc)
         return
     current = {d.name: d for d in app.state.deployments}
-    serving = [current[s.name] if s.name in current and current[s.name].spec == s else _deployment(s) for s in specs]
+    classifiers = app.state.classifiers
+    serving = [
+        current[s.name] if s.name in current and current[s.name].spec == s else _deployment(s, classifiers)
+        for s in specs
+    ]
     kept = {id(d) for d in serving}
     app.state.deployments = Deployments(serving, endpoints)
     if keys is not None:
@@ -201,6 +213,7 @@ def create_app(
         # On-demand deployments load with their first request; the others now, in the background.
         loading = [asyncio.create_task(_load(d)) for d in app.state.deployments if not d.on_demand]
         loading.append(asyncio.create_task(unload_idle()))
+        loading.append(asyncio.create_task(app.state.classifiers.start()))
         app.state.loading = loading
         if reloader is not None:
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
@@ -220,6 +233,7 @@ def create_app(
             if metering.ledger is not None:
                 await asyncio.to_thread(metering.ledger.stop)
             await metering.quotas.close()
+            await app.state.classifiers.close()
             if tracing is not None:
                 await asyncio.to_thread(tracing.shutdown)
 
@@ -245,7 +259,21 @@ def create_app(
     # A redirect would hand POST clients a 307 instead of an answer: unknown paths are 404s.
     app.router.redirect_slashes = False
     app.state.settings = settings
-    app.state.deployments = Deployments([_deployment(spec) for spec in specs], endpoints)
+    async def engine_of(name: str) -> Engine:
+        """A deployment's engine, loaded, for a guard classifier."""
+        deployments: Deployments = app.state.deployments
+        try:
+            deployment = deployments.resolve(name)
+        except ApiError as exc:
+            raise LookupError(exc.message) from None
+        await deployments.ensure_loaded(deployment, settings.max_loaded_models)
+        return deployment.ready().engine
+
+    def model_path(ref: str) -> Path:
+        return resolve(ref, settings.cache_dir, status=lambda line: log.info("%s", line)).path
+
+    app.state.classifiers = Classifiers(engine_of, model_path)
+    app.state.deployments = Deployments([_deployment(spec, app.state.classifiers) for spec in specs], endpoints)
     app.state.keys = ring
     app.state.reloader = reloader
     app.state.loading = []

