@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator

@@ -18,7 +18,7 @@ from tests.conftest import KEY, in_process, wait_until
 class _Collector(http.server.BaseHTTPRequestHandler):
     bodies: list[bytes] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length", "0"))
         _Collector.bodies.append(self.rfile.read(length))
         self.send_response(200)

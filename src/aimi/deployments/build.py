@@ -67,8 +67,12 @@ def _quota(base: QuotaLimits, entry: QuotaConfig | None) -> QuotaLimits | None:
     if entry is None:
         return base
     given = entry.model_dump(exclude_unset=True)
-    return QuotaLimits(**{name: (given[name] or None) if name in given else getattr(base, name) for name in (
-        "requests_per_minute", "tokens_per_minute", "max_concurrent")})
+    return QuotaLimits(
+        **{
+            name: (given[name] or None) if name in given else getattr(base, name)
+            for name in ("requests_per_minute", "tokens_per_minute", "max_concurrent")
+        }
+    )
 
 
 def safety_policy(entry: SafetyConfig | None) -> SafetyPolicy | None:
@@ -201,6 +205,8 @@ def check(settings: Settings, config: FileConfig, path: Path) -> list[str]:
     for entry in config.deployments:
         source = entry.model or entry.engine_options.get("url", "")
         lines.append(f"{entry.name}: {entry.engine or 'catalog/default engine'} <- {source}")
+        if entry.safety is not None and entry.safety.enabled:
+            lines.append(f"  content safety: {entry.safety.action}, classifier {entry.safety.classifier}")
     for key in config.keys:
         scope = ", ".join(key.deployments) if key.deployments is not None else "every deployment"
         lines.append(f"key {key.name}: {scope}")

@@ -268,6 +268,21 @@ def parse_config(text: str, source: str = "config") -> FileConfig:
             raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).model is required")
         if deployment.engine == "upstream" and "url" not in deployment.engine_options:
             raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).engine_options.url is required")
+        safety = deployment.safety
+        if safety is not None and safety.classifier == "guard":
+            guard = safety.classifier_options.get("deployment")
+            if guard not in names or guard == deployment.name:
+                raise ConfigError(
+                    f"{source}: deployments[{i}] ({deployment.name!r}).safety.classifier_options.deployment: "
+                    f"name another deployment of this file to serve as the guard, not {guard!r}"
+                )
+        if safety is not None and safety.classifier == "azure":
+            for option in ("endpoint", "key_env"):
+                if not safety.classifier_options.get(option):
+                    raise ConfigError(
+                        f"{source}: deployments[{i}] ({deployment.name!r}).safety.classifier_options.{option} "
+                        "is required for the azure classifier"
+                    )
     for i, endpoint in enumerate(config.endpoints):
         where = f"{source}: endpoints[{i}] ({endpoint.name!r})"
         if endpoint.name in names or [e.name for e in config.endpoints].count(endpoint.name) > 1:

@@ -109,7 +109,7 @@ class EmbeddedClassifier:
             runtime = Path(str(__import__("svguardian").__file__)).parent / "_runtime" / "guardian.runtime.json.gz"
             if not runtime.is_file():  # never let it fetch a model at run time
                 raise ClassifierError("securevector-guardian-model is installed without its model file")
-            self._guardian = PureGuardian.load(runtime)
+            self._guardian = PureGuardian.load(str(runtime))
         for text in texts:
             verdict = analyze(text, self._guardian)
             if verdict.get("is_threat") and verdict.get("threat_type") in _ATTACKS:

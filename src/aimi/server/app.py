@@ -232,6 +232,7 @@ def create_app(
                 await d.engine.close()
             if metering.ledger is not None:
                 await asyncio.to_thread(metering.ledger.stop)
+            app.state.ledger_store.engine.dispose()
             await metering.quotas.close()
             await app.state.classifiers.close()
             if tracing is not None:
@@ -259,6 +260,7 @@ def create_app(
     # A redirect would hand POST clients a 307 instead of an answer: unknown paths are 404s.
     app.router.redirect_slashes = False
     app.state.settings = settings
+
     async def engine_of(name: str) -> Engine:
         """A deployment's engine, loaded, for a guard classifier."""
         deployments: Deployments = app.state.deployments

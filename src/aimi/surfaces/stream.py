@@ -35,25 +35,32 @@ class EventStreamResponse(Response):
         self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ended = False  # the stream ended on our side: a disconnect after that is no abort
+
         async def stream(cancel: anyio.CancelScope) -> None:
+            nonlocal ended
             try:
                 await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
                 async for frame in self.encoder.stream(self.generation.events()):
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
             except ApiError as exc:
+                ended = True
                 await send({"type": "http.response.body", "body": exc.sse_frame(), "more_body": True})
             except OSError:
                 self.generation.meter.fail(Outcome.ABORTED)  # the client went away while we were writing
             else:
+                ended = True
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             finally:
+                ended = True
                 await self.generation.close()
                 cancel.cancel()
 
         async def watch(cancel: anyio.CancelScope) -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
-            self.generation.meter.fail(Outcome.ABORTED)
+            if not ended:
+                self.generation.meter.fail(Outcome.ABORTED)
             cancel.cancel()
 
         async with anyio.create_task_group() as group:

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +16,12 @@ from aimi.usage.store import usage_records
 
 GROUPS = ("key", "deployment", "day", "model", "surface", "outcome")
 FIELDS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost")
+
+
+def _utc(moment: datetime, engine: Engine) -> datetime:
+    """The instant in UTC (a naive time is taken as UTC); naive for SQLite, which keeps no zone."""
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.replace(tzinfo=None) if engine.dialect.name == "sqlite" else moment
 
 
 def totals(
@@ -35,7 +41,7 @@ def totals(
             day = (
                 sa.func.date(table.time)
                 if engine.dialect.name == "sqlite"
-                else sa.func.to_char(table.time, "YYYY-MM-DD")
+                else sa.func.to_char(sa.func.timezone("UTC", table.time), "YYYY-MM-DD")
             )
             columns.append(day.label("day"))
         else:
@@ -48,9 +54,9 @@ def totals(
         sa.func.sum(table.cost).label("cost"),
     )
     if since is not None:
-        query = query.where(table.time >= since)
+        query = query.where(table.time >= _utc(since, engine))
     if until is not None:
-        query = query.where(table.time < until)
+        query = query.where(table.time < _utc(until, engine))
     if columns:
         query = query.group_by(*columns).order_by(*columns)
     with engine.connect() as connection:
