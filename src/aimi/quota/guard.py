@@ -110,6 +110,11 @@ class Quotas:
         if reservation.settled or reservation.backend is None:
             return
         reservation.settled = True
+        if reservation.backend is self._local:  # in process: nothing to wait for
+            await self._local.settle(
+                reservation.scopes, reservation.request_id, reservation.second, reservation.tokens, used
+            )
+            return
         try:
             await asyncio.wait_for(
                 reservation.backend.settle(
