@@ -61,6 +61,7 @@ def _refused(decision: Decision, tokens: int) -> ApiError:
             "TooManyRequests",
             f"this request reserves {tokens} tokens (its prompt plus max_tokens), more than the tokens per minute "
             f"of {what}; lower max_tokens",
+            headers={"x-should-retry": "false"},  # no Retry-After, and OpenAI's SDK must not retry either
         )
     reason = {
         Refusal.REQUESTS: "requests per minute",

@@ -56,6 +56,7 @@ class ApiError(Exception):
         extra: Mapping[str, Any] | None = None,
         retry_after: float | None = None,
         inner: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         if code not in ERROR_CODES:
@@ -67,6 +68,7 @@ class ApiError(Exception):
         self.extra = dict(extra or {})
         self.retry_after = retry_after
         self.inner = dict(inner) if inner is not None else None
+        self.extra_headers = dict(headers or {})
 
     @property
     def status(self) -> int:
@@ -87,7 +89,7 @@ class ApiError(Exception):
         return body
 
     def headers(self) -> dict[str, str]:
-        headers = {"x-ms-error-code": self.code}
+        headers = {"x-ms-error-code": self.code, **self.extra_headers}
         if self.retry_after is not None and self.status in (429, 503):
             # Whole seconds, rounded up so a client that waits them finds the capacity back.
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))

@@ -110,13 +110,13 @@ class QuotaBackend(Protocol):
     async def close(self) -> None: ...
 
 
-def tightest(rows: Sequence[tuple[QuotaLimits, int, int]], tokens: int) -> Remaining:
+def tightest(rows: Sequence[tuple[QuotaLimits, int, int]], tokens: int, requests: int = 1) -> Remaining:
     """The smallest remainders over ``rows`` of (limits, requests used, tokens used), after
-    charging one request and ``tokens``."""
+    charging ``requests`` and ``tokens`` (nothing, for a refusal)."""
     best = Remaining()
     for limits, used_requests, used_tokens in rows:
         if limits.requests_per_minute is not None:
-            left = limits.requests_per_minute - used_requests - 1
+            left = limits.requests_per_minute - used_requests - requests
             if best.remaining_requests is None or left < best.remaining_requests:
                 best = Remaining(limits.requests_per_minute, left, best.limit_tokens, best.remaining_tokens)
         if limits.tokens_per_minute is not None:

@@ -61,6 +61,7 @@ class Quotas:
         self._clock = clock
         self._local = backend if isinstance(backend, MemoryQuotas) else MemoryQuotas()
         self._down_until = 0.0
+        self._pending: set[asyncio.Task[None]] = set()
         self.errors = 0
         self.up = True
 
@@ -74,7 +75,10 @@ class Quotas:
     def _failed(self, what: str, exc: BaseException) -> None:
         self.errors += 1
         if self.up:
-            log.error("quota backend %s unreachable (%s: %s); policy: %s", self.backend.name, what, exc, self.on_error)
+            reason = str(exc) or exc.__class__.__name__
+            log.error(
+                "quota backend %s unreachable (%s: %s); policy: %s", self.backend.name, what, reason, self.on_error
+            )
         self.up = False
         self._down_until = self._clock() + self.retry_seconds
 
@@ -89,6 +93,8 @@ class Quotas:
                 decision = await asyncio.wait_for(backend.admit(scopes, tokens, request_id), self.timeout)
             except (Exception, TimeoutError) as exc:
                 self._failed("admit", exc)
+                if isinstance(exc, TimeoutError):
+                    self._forget(backend, scopes, request_id)
                 backend = self._fallback()
             else:
                 if not self.up:
@@ -99,6 +105,23 @@ class Quotas:
                 )
         decision = await backend.admit(scopes, tokens, request_id)
         return decision, Reservation(request_id, tuple(scopes), tokens, decision.second, decision.remaining, backend)
+
+    def _forget(self, backend: QuotaBackend, scopes: Sequence[Scope], request_id: str) -> None:
+        """An admission cut at the timeout may still have run: release its concurrency leases later,
+        so they do not hold a slot until they expire. (Its tokens stay charged: the safe side.)"""
+        forget = getattr(backend, "forget", None)
+        if forget is None:
+            return
+
+        async def release() -> None:
+            try:
+                await asyncio.wait_for(forget(list(scopes), request_id), max(1.0, self.timeout * 4))
+            except (Exception, TimeoutError) as exc:
+                log.info("could not release the leases of a timed-out admission: %s", exc.__class__.__name__)
+
+        task = asyncio.get_running_loop().create_task(release())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def _fallback(self) -> QuotaBackend:
         if self.on_error is OnError.CLOSED:

@@ -66,7 +66,7 @@ class MemoryQuotas:
             elif limits.max_concurrent is not None and len(self._leases.get(scope.name, ())) >= limits.max_concurrent:
                 refusal, retry = Refusal.CONCURRENCY, 1.0
             if refusal is not None:
-                return Decision(False, tightest(rows, 0), second, refusal, scope.name, retry)
+                return Decision(False, tightest(rows, 0, 0), second, refusal, scope.name, retry)
         for scope in scopes:
             self._requests[scope.name].add(second, 1)
             self._tokens[scope.name].add(second, tokens)

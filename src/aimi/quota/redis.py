@@ -47,8 +47,8 @@ local function wait(live, need)
 end
 
 local lr, rr, lt, rt = -1, -1, -1, -1
-local function track(rpm, tpm, ur, ut, charge)
-  if rpm >= 0 and (lr < 0 or rpm - ur - 1 < rr) then lr, rr = rpm, rpm - ur - 1 end
+local function track(rpm, tpm, ur, ut, requests, charge)
+  if rpm >= 0 and (lr < 0 or rpm - ur - requests < rr) then lr, rr = rpm, rpm - ur - requests end
   if tpm >= 0 and (lt < 0 or tpm - ut - charge < rt) then lt, rt = tpm, tpm - ut - charge end
 end
 
@@ -70,10 +70,14 @@ for i = 1, n do
     if redis.call('ZCARD', KEYS[3 * i]) >= conc then refusal, retry = 'concurrency', 1000 end
   end
   if refusal then
-    track(rpm, tpm, ur, ut, 0)
+    -- Nothing is charged: the remainders of every scope seen so far, as they stand.
+    lr, rr, lt, rt = -1, -1, -1, -1
+    for j = 1, i do
+      track(tonumber(ARGV[1 + 3 * j]), tonumber(ARGV[2 + 3 * j]), used[j][1], used[j][2], 0, 0)
+    end
     return {0, sec, i, refusal, retry, lr, rr, lt, rt}
   end
-  track(rpm, tpm, ur, ut, cost)
+  track(rpm, tpm, ur, ut, 1, cost)
 end
 for i = 1, n do
   redis.call('HINCRBY', KEYS[3 * i - 2], sec, 1)
@@ -173,6 +177,14 @@ class RedisQuotas:
 
     async def settle(self, scopes: Sequence[Scope], request_id: str, second: int, reserved: int, used: int) -> None:
         await self._settle(keys=self._keys(scopes), args=[second, reserved, used, request_id])
+
+    async def forget(self, scopes: Sequence[Scope], request_id: str) -> None:
+        """End the request's concurrency leases, if an admission that timed out took them."""
+        leases = self._keys(scopes)[2::3]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in leases:
+                pipe.zrem(key, request_id)
+            await pipe.execute()
 
     async def close(self) -> None:
         await self._client.aclose()
