@@ -48,8 +48,9 @@ class ChatMessageOut(BaseModel):
 class ChatChoice(BaseModel):
     index: int
     message: ChatMessageOut
-    finish_reason: Literal["stop", "length", "content_filter", "tool_calls"] | None
+    finish_reason: Literal["stop", "length", "content_filter", "content_filter_error", "tool_calls"] | None
     logprobs: dict[str, Any] | None = None
+    content_filter_results: dict[str, Any] | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -59,6 +60,7 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
+    prompt_filter_results: list[dict[str, Any]] | None = None
 
 
 class ChatDelta(BaseModel):
@@ -70,8 +72,9 @@ class ChatDelta(BaseModel):
 class ChatChunkChoice(BaseModel):
     index: int
     delta: ChatDelta
-    finish_reason: Literal["stop", "length", "content_filter", "tool_calls"] | None
+    finish_reason: Literal["stop", "length", "content_filter", "content_filter_error", "tool_calls"] | None
     logprobs: dict[str, Any] | None = None
+    content_filter_results: dict[str, Any] | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -83,12 +86,13 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChatChunkChoice]
     usage: Usage | None = None
+    prompt_filter_results: list[dict[str, Any]] | None = None
 
 
 class TextChoice(BaseModel):
     index: int
     text: str
-    finish_reason: Literal["stop", "length", "content_filter"] | None
+    finish_reason: Literal["stop", "length", "content_filter", "content_filter_error"] | None
     logprobs: dict[str, Any] | None = None
 
 
