@@ -10,7 +10,10 @@
   injection and jailbreak attempts.
 
 Options: ``model`` (any sentence-transformers model reference aimi can load), ``exemplars`` (a
-JSON file adding statements per category), ``cutoffs`` ([low, medium, high] similarities).
+JSON file adding statements per category), ``cutoffs`` ([low, medium, high] similarities),
+``jailbreak_confidence`` (the guardian's confidence needed to call a prompt an attack, 0.9).
+
+Texts waiting to be judged, from any number of requests, are encoded together in one pass.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-minilm-l6-v2"
 DEFAULT_CUTOFFS = (0.45, 0.55, 0.65)
+# The guardian model flags short everyday requests ("Send me an email") at about 0.8; real
+# attacks score 0.99 and more.
+DEFAULT_JAILBREAK_CONFIDENCE = 0.9
 _ATTACKS = {"prompt_injection", "jailbreak"}
 
 
@@ -54,6 +60,13 @@ class EmbeddedClassifier:
         self._encoder: Any = None
         self._references: dict[str, Any] = {}
         self._guardian: Any = None
+        self._waiting: list[tuple[list[str], asyncio.Future[list[Analysis]]]] = []
+        self._batcher: asyncio.Task[None] | None = None
+        self._max_batch = 64
+        floor = float(options.get("jailbreak_confidence", DEFAULT_JAILBREAK_CONFIDENCE))
+        if not 0 <= floor <= 1:
+            raise ValueError("jailbreak_confidence must be between 0 and 1")
+        self._jailbreak_floor = floor
 
     def _load(self) -> None:
         from sentence_transformers import SentenceTransformer
@@ -61,7 +74,9 @@ class EmbeddedClassifier:
         path = self._model_path(self._ref)
         encoder = SentenceTransformer(str(path), device="cpu")
         self._references = {
-            category: encoder.encode(statements, normalize_embeddings=True, convert_to_numpy=True)
+            category: encoder.encode(
+                statements, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
             for category, statements in self._exemplars.items()
         }
         self._encoder = encoder
@@ -85,7 +100,9 @@ class EmbeddedClassifier:
         return Severity.MEDIUM if similarity < high else Severity.HIGH
 
     def _analyze(self, texts: Sequence[str]) -> list[Analysis]:
-        vectors = self._encoder.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
+        vectors = self._encoder.encode(
+            list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         closest = {category: (vectors @ refs.T).max(axis=1) for category, refs in self._references.items()}
         return [
             Analysis(
@@ -98,8 +115,32 @@ class EmbeddedClassifier:
         ]
 
     async def analyze(self, texts: Sequence[str]) -> list[Analysis]:
+        """Judged together with whatever other requests are waiting: one encoder pass for all."""
         await self.start()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._analyze, texts)
+        future: asyncio.Future[list[Analysis]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((list(texts), future))
+        if self._batcher is None or self._batcher.done():
+            self._batcher = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        """Encode everything queued in one pass, until the queue is empty."""
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+            texts = [text for texts, _ in batch for text in texts]
+            try:
+                results = await loop.run_in_executor(self._executor, self._analyze, texts)
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(ClassifierError(f"the embedded classifier failed: {exc}"))
+                continue
+            start = 0
+            for texts_of, future in batch:
+                if not future.done():
+                    future.set_result(results[start : start + len(texts_of)])
+                start += len(texts_of)
 
     def _attack(self, texts: Sequence[str]) -> bool:
         from svguardian.model.pure_infer import PureGuardian
@@ -112,7 +153,8 @@ class EmbeddedClassifier:
             self._guardian = PureGuardian.load(str(runtime))
         for text in texts:
             verdict = analyze(text, self._guardian)
-            if verdict.get("is_threat") and verdict.get("threat_type") in _ATTACKS:
+            confident = float(verdict.get("confidence") or 0) >= self._jailbreak_floor
+            if verdict.get("is_threat") and verdict.get("threat_type") in _ATTACKS and confident:
                 return True
         return False
 

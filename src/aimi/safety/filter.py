@@ -68,6 +68,9 @@ class ContentFilter:
     async def judge(self, texts: Sequence[str], prompt_texts: Sequence[str] | None = None) -> Verdict:
         """Check ``texts``; ``prompt_texts`` (the user's turns) are also checked for jailbreaks."""
         try:
+            start = getattr(self.classifier, "start", None)
+            if start is not None:
+                await start()  # loading (once, at startup) is not judging: no timeout on it
             analysis = await asyncio.wait_for(self._analyze(texts, prompt_texts), self.policy.timeout)
         except (ClassifierError, TimeoutError) as exc:
             message = str(exc) or "the classifier did not answer in time"

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -65,12 +66,23 @@ class Classifiers:
         self._engine_of = engine_of
         self._model_path = model_path
         self._built: dict[str, Classifier] = {}
+        self._starting: asyncio.Task[Any] | None = None
 
     def get(self, name: str, options: dict[str, Any]) -> Classifier:
         key = name + json.dumps(options, sort_keys=True, default=str)
         if key not in self._built:
             self._built[key] = build_classifier(name, options, self._engine_of, self._model_path)
         return self._built[key]
+
+    @property
+    def loading(self) -> bool:
+        """True while a classifier is still loading its models at startup."""
+        return self._starting is not None and not self._starting.done()
+
+    def launch(self) -> asyncio.Task[None]:
+        """Start loading the classifiers in the background; :attr:`loading` until they are."""
+        self._starting = asyncio.create_task(self.start())
+        return self._starting
 
     async def start(self) -> None:
         """Load the classifiers that load models, so no request waits for it."""

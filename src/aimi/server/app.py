@@ -58,6 +58,8 @@ async def health(request: Request) -> Response:
     deployments = list(request.app.state.deployments)
     states = {d.name: d.state() for d in deployments}
     overall = "ok" if all(s in ("ready", "unloaded") for s in states.values()) else "loading"
+    if request.app.state.classifiers.loading:  # content safety's models: no request before them
+        overall = "loading" if overall == "ok" else overall
     if "failed" in states.values():
         overall = "unhealthy"
     body: dict[str, object] = {"status": overall}
@@ -213,7 +215,7 @@ def create_app(
         # On-demand deployments load with their first request; the others now, in the background.
         loading = [asyncio.create_task(_load(d)) for d in app.state.deployments if not d.on_demand]
         loading.append(asyncio.create_task(unload_idle()))
-        loading.append(asyncio.create_task(app.state.classifiers.start()))
+        loading.append(app.state.classifiers.launch())
         app.state.loading = loading
         if reloader is not None:
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
