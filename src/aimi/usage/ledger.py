@@ -91,7 +91,9 @@ class Ledger:
         except Exception as exc:
             self.failures += 1
             if self.healthy:
-                log.error("usage ledger cannot write (%s); %d record(s) kept for retry", exc, self.pending)
+                # The driver's own message, not SQLAlchemy's (which quotes the statement and its rows).
+                reason = getattr(exc, "orig", None) or exc
+                log.error("usage ledger cannot write (%s); %d record(s) kept for retry", reason, self.pending)
             self.healthy = False
             return False
         if not self.healthy:
