@@ -170,7 +170,7 @@ def test_counters_and_histograms_count_exactly_what_was_served(server: InProcess
     assert names_of(samples, "aimi_rate_limit_rejections_total") == {
         frozenset({("scope", "deployment"), ("reason", "tokens")}): 1.0
     }
-    assert names_of(samples, "aimi_quota_backend_errors_total") == {frozenset(): 0.0}
+    assert names_of(samples, "aimi_quota_backend_errors_total") == {frozenset({("backend", "memory")}): 0.0}
 
     for deployment in ("chat", "tight"):
         assert value(samples, "aimi_busy_slots", deployment=deployment) == 0.0

@@ -256,7 +256,7 @@ def test_policy_closed_refuses_at_once_when_redis_dies_and_recovers_when_it_retu
                 assert "x-ratelimit-limit-tokens" not in response.headers
         assert quota_health(server.url) == {"backend": "redis", "state": "unreachable", "on_error": "closed"}
         assert scrape(server.url, "aimi_quota_backend_up", backend="redis") == 0.0
-        assert scrape(server.url, "aimi_quota_backend_errors_total") > 0
+        assert scrape(server.url, "aimi_quota_backend_errors_total", backend="redis") > 0
         # Redis back (empty: it kept nothing): answered again once the pause after a failure is over.
         private_redis.start()
         with server.client() as http:
@@ -284,7 +284,7 @@ def test_policy_local_counts_in_process_under_the_same_limit_when_redis_dies(pri
         assert seen == [(200, "56"), (200, "42"), (200, "28"), (200, "14"), (200, "0"), (429, "0")]
         assert quota_health(server.url) == {"backend": "redis", "state": "unreachable", "on_error": "local"}
         assert scrape(server.url, "aimi_quota_backend_up", backend="redis") == 0.0
-        assert scrape(server.url, "aimi_quota_backend_errors_total") > 0
+        assert scrape(server.url, "aimi_quota_backend_errors_total", backend="redis") > 0
         assert scrape(server.url, "aimi_rate_limit_rejections_total", reason="tokens") == 1
 
 
@@ -356,4 +356,4 @@ def test_a_redis_that_never_answers_costs_each_request_at_most_the_timeout(on_er
             assert max(seconds for seconds, _ in timed[:20]) >= QUOTA_TIMEOUT * 0.9
             assert quota_health(server.url) == {"backend": "redis", "state": "unreachable", "on_error": on_error}
             assert scrape(server.url, "aimi_quota_backend_up", backend="redis") == 0.0
-            assert scrape(server.url, "aimi_quota_backend_errors_total") >= 1
+            assert scrape(server.url, "aimi_quota_backend_errors_total", backend="redis") >= 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -457,3 +458,50 @@ def test_postgres_days_are_utc_days_whatever_the_server_time_zone(postgres_url: 
         with engine.begin() as connection:
             connection.execute(sa.delete(store.usage_records).where(store.usage_records.c.key == key))
         engine.dispose()
+
+
+def test_a_failing_database_is_retried_after_a_pause_even_with_a_full_batch_waiting() -> None:
+    database = FakeDatabase()
+    database.down = True
+    ledger = Ledger(database.write, batch=10, interval=0.05)
+    ledger.start()
+    try:
+        for n in range(50):
+            ledger.record(record(n))
+        wait_until(lambda: database.calls >= 2, SETTLE, "two attempts")
+        calls = database.calls
+        # The pause doubles from 0.5 s: over the next 0.3 s (a window of time, not a wait for an
+        # event) at most one more attempt.
+        threading.Event().wait(0.3)
+        assert database.calls - calls <= 1, database.calls - calls
+        database.down = False
+        wait_until(lambda: ledger.pending == 0, SETTLE, "the records written once it is back")
+        assert sum(len(b) for b in database.batches) == 50
+    finally:
+        ledger.stop()
+
+
+def test_a_record_handed_over_after_stop_is_counted_as_dropped() -> None:
+    database = FakeDatabase()
+    ledger = Ledger(database.write)
+    ledger.start()
+    ledger.stop()
+    ledger.record(record(1))
+    assert (ledger.dropped, ledger.pending) == (1, 0)
+
+
+def test_flush_keeps_its_deadline_when_a_write_is_stuck() -> None:
+    database = FakeDatabase()
+    database.gate = threading.Event()
+    ledger = Ledger(database.write, batch=1)
+    ledger.start()
+    try:
+        ledger.record(record(1))
+        assert database.entered.wait(SETTLE)
+        ledger.record(record(2))
+        started = time.monotonic()
+        assert ledger.flush(0.3) is False
+        assert time.monotonic() - started < 1.0
+    finally:
+        database.gate.set()
+        ledger.stop()

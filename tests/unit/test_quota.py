@@ -587,3 +587,47 @@ async def test_a_refused_request_is_not_counted_in_the_requests_left() -> None:
     assert refused.refusal is Refusal.TOKENS
     # One request was charged: 9 are left, as the admission said.
     assert refused.remaining == Remaining(10, 9, 100, 10)
+
+
+# -- What a refusal reports, and in which order limits are checked -----------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("backend_name", ["memory", "redis"])
+async def test_a_refusal_reports_every_scope_and_a_hopeless_reservation_is_refused_first(
+    backend_name: str, request: pytest.FixtureRequest
+) -> None:
+    if backend_name == "redis":
+        import redis.asyncio
+
+        from aimi.quota.redis import RedisQuotas
+
+        client = redis.asyncio.Redis.from_url(request.getfixturevalue("redis_url"))
+        backend: Any = RedisQuotas(client, prefix=f"aimi-test-{ids()}")
+    else:
+        backend = MemoryQuotas()
+    deployment = scope("deployment:d", requests_per_minute=1)
+    key = scope("key:k", tokens_per_minute=50)
+    try:
+        assert (await backend.admit([deployment, key], 10, ids())).admitted
+        # The deployment's one request a minute is used: a 429 that says so, with the key's tokens too.
+        refused = await backend.admit([deployment, key], 10, ids())
+        assert (refused.refusal, refused.scope) == (Refusal.REQUESTS, "deployment:d")
+        assert refused.remaining == Remaining(1, 0, 50, 40)
+        # A reservation larger than the key's minute can never pass: said at once, without Retry-After.
+        hopeless = await backend.admit([deployment, key], 51, ids())
+        assert (hopeless.refusal, hopeless.scope, hopeless.retry_after) == (Refusal.TOO_LARGE, "key:k", None)
+    finally:
+        if backend_name == "redis":
+            await backend.close()
+
+
+@pytest.mark.anyio
+async def test_each_failed_call_is_counted_once_however_many_run_at_once() -> None:
+    backend = Flaky()
+    backend.mode = "hang"
+    quotas = Quotas(backend, on_error=OnError.LOCAL, timeout=0.05)
+    counted: list[int] = []
+    quotas.on_failure = lambda: counted.append(1)
+    await asyncio.gather(*(quotas.reserve(LIMITED, 1, ids()) for _ in range(20)))
+    assert len(counted) == quotas.errors == 20

@@ -45,7 +45,7 @@ def _when(value: str | None, name: str) -> datetime | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    by = [part.strip() for part in args.by.split(",") if part.strip()]
+    by = list(dict.fromkeys(part.strip() for part in args.by.split(",") if part.strip()))
     unknown = [group for group in by if group not in report.GROUPS]
     if unknown:
         print(f"aimi: cannot group by {', '.join(unknown)}; choose from {', '.join(report.GROUPS)}", file=sys.stderr)

@@ -81,14 +81,10 @@ async def admit(quotas: Quotas, metrics: Metrics, meter: Meter, charged: list[Sc
     503 when the shared backend is down and the policy is to fail closed)."""
     if not charged:
         return
-    errors = quotas.errors
     try:
         decision, reservation = await quotas.reserve(charged, tokens, meter.id)
     except Unavailable as exc:
-        metrics.quota_errors.inc(quotas.errors - errors)
         raise service_unavailable(f"{exc}; retry shortly", retry_after=1) from None
-    if quotas.errors > errors:
-        metrics.quota_errors.inc(quotas.errors - errors)
     meter.remaining = decision.remaining
     if not decision.admitted:
         metrics.rate_limited.labels((decision.scope or "").split(":")[0], str(decision.refusal)).inc()

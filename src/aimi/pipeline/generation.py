@@ -91,7 +91,12 @@ class Generation:
     async def open(
         cls, deployment: Deployment, work: Work, meter: Meter | None = None, timeout: float = 600
     ) -> Generation:
-        deployment.ready().admit()
+        try:
+            deployment.ready().admit()
+        except ApiError:
+            if meter is not None:
+                meter.prompt_tokens = 0  # refused before the engine read anything
+            raise
         generation = cls(deployment, work, meter, timeout)
         generation._deadline = asyncio.get_running_loop().time() + timeout
         try:
@@ -127,6 +132,12 @@ class Generation:
             if not started.is_set():
                 self._early[index] = exc
             self._queue.put_nowait((index, exc))
+        except Exception as exc:  # an engine bug: the request fails, loudly, never as a cut answer
+            log.exception("engine %s raised on request %s", type(self.deployment.engine).__name__, request.request_id)
+            failed = RequestFailed(f"the engine raised {type(exc).__name__}")
+            if not started.is_set():
+                self._early[index] = failed
+            self._queue.put_nowait((index, failed))
         finally:
             self._queue.put_nowait((index, None))
             started.set()

@@ -63,6 +63,7 @@ class Quotas:
         self._down_until = 0.0
         self._pending: set[asyncio.Task[None]] = set()
         self.errors = 0
+        self.on_failure: Callable[[], None] | None = None  # counts each failed call (the metrics)
         self.up = True
 
     @property
@@ -74,6 +75,8 @@ class Quotas:
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self.errors += 1
+        if self.on_failure is not None:
+            self.on_failure()
         if self.up:
             reason = str(exc) or exc.__class__.__name__
             log.error(
@@ -107,17 +110,22 @@ class Quotas:
         return decision, Reservation(request_id, tuple(scopes), tokens, decision.second, decision.remaining, backend)
 
     def _forget(self, backend: QuotaBackend, scopes: Sequence[Scope], request_id: str) -> None:
-        """An admission cut at the timeout may still have run: release its concurrency leases later,
-        so they do not hold a slot until they expire. (Its tokens stay charged: the safe side.)"""
+        """An admission cut at the timeout may still have run, and a settle that failed left its
+        request's leases: release them in the background, so they do not hold a slot until they
+        expire. (Tokens stay charged: the safe side.)"""
         forget = getattr(backend, "forget", None)
         if forget is None:
             return
 
         async def release() -> None:
-            try:
-                await asyncio.wait_for(forget(list(scopes), request_id), max(1.0, self.timeout * 4))
-            except (Exception, TimeoutError) as exc:
-                log.info("could not release the leases of a timed-out admission: %s", exc.__class__.__name__)
+            # Retried while the backend is away (a restart, a failover), for as long as a lease lives.
+            for attempt in range(12):
+                try:
+                    await asyncio.wait_for(forget(list(scopes), request_id), max(1.0, self.timeout * 4))
+                    return
+                except (Exception, TimeoutError):
+                    await asyncio.sleep(min(60.0, self.retry_seconds * 2**attempt))
+            log.warning("could not release the concurrency leases of request %s", request_id)
 
         task = asyncio.get_running_loop().create_task(release())
         self._pending.add(task)
@@ -146,8 +154,10 @@ class Quotas:
                 self.timeout,
             )
         except (Exception, TimeoutError) as exc:
-            # The reservation stays charged until it leaves the window: the safe side.
+            # The tokens stay charged until they leave the window (the safe side); the concurrency
+            # lease is released as soon as the backend answers again.
             self._failed("settle", exc)
+            self._forget(reservation.backend, reservation.scopes, reservation.request_id)
 
     async def close(self) -> None:
         await self.backend.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from aimi.quota.api import WINDOW_SECONDS, Decision, QuotaLimits, Refusal, Scope, tightest
+from aimi.quota.api import WINDOW_SECONDS, Decision, Refusal, Scope, tightest
 
 
 class _Window:
@@ -48,28 +48,33 @@ class MemoryQuotas:
     async def admit(self, scopes: Sequence[Scope], tokens: int, request_id: str) -> Decision:
         now = self._clock()
         second = int(now)
-        rows: list[tuple[QuotaLimits, int, int]] = []
+        windows = [
+            (self._requests.setdefault(s.name, _Window()), self._tokens.setdefault(s.name, _Window())) for s in scopes
+        ]
+        rows = [(s.limits, r.used(second), t.used(second)) for s, (r, t) in zip(scopes, windows, strict=True)]
+
+        def refused(refusal: Refusal, scope: Scope, retry: float | None) -> Decision:
+            # Nothing is charged: every scope's remainders as they stand.
+            return Decision(False, tightest(rows, 0, 0), second, refusal, scope.name, retry)
+
+        # A reservation no scope could ever hold is refused first: waiting would not help.
         for scope in scopes:
-            limits = scope.limits
-            requests = self._requests.setdefault(scope.name, _Window())
-            charged = self._tokens.setdefault(scope.name, _Window())
-            used_requests, used_tokens = requests.used(second), charged.used(second)
-            rows.append((limits, used_requests, used_tokens))
-            refusal: Refusal | None = None
-            retry: float | None = None
+            if scope.limits.tokens_per_minute is not None and tokens > scope.limits.tokens_per_minute:
+                return refused(Refusal.TOO_LARGE, scope, None)
+        for scope, (requests, charged), (limits, used_requests, used_tokens) in zip(scopes, windows, rows, strict=True):
             if limits.requests_per_minute is not None and used_requests + 1 > limits.requests_per_minute:
-                refusal, retry = Refusal.REQUESTS, requests.wait(used_requests + 1 - limits.requests_per_minute, now)
-            elif limits.tokens_per_minute is not None and tokens > limits.tokens_per_minute:
-                refusal = Refusal.TOO_LARGE
-            elif limits.tokens_per_minute is not None and used_tokens + tokens > limits.tokens_per_minute:
-                refusal, retry = Refusal.TOKENS, charged.wait(used_tokens + tokens - limits.tokens_per_minute, now)
-            elif limits.max_concurrent is not None and len(self._leases.get(scope.name, ())) >= limits.max_concurrent:
-                refusal, retry = Refusal.CONCURRENCY, 1.0
-            if refusal is not None:
-                return Decision(False, tightest(rows, 0, 0), second, refusal, scope.name, retry)
-        for scope in scopes:
-            self._requests[scope.name].add(second, 1)
-            self._tokens[scope.name].add(second, tokens)
+                return refused(
+                    Refusal.REQUESTS, scope, requests.wait(used_requests + 1 - limits.requests_per_minute, now)
+                )
+            if limits.tokens_per_minute is not None and used_tokens + tokens > limits.tokens_per_minute:
+                return refused(
+                    Refusal.TOKENS, scope, charged.wait(used_tokens + tokens - limits.tokens_per_minute, now)
+                )
+            if limits.max_concurrent is not None and len(self._leases.get(scope.name, ())) >= limits.max_concurrent:
+                return refused(Refusal.CONCURRENCY, scope, 1.0)
+        for scope, (requests, charged) in zip(scopes, windows, strict=True):
+            requests.add(second, 1)
+            charged.add(second, tokens)
             if scope.limits.max_concurrent is not None:
                 self._leases.setdefault(scope.name, set()).add(request_id)
         return Decision(True, tightest(rows, tokens), second)

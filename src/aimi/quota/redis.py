@@ -2,7 +2,7 @@
 sharing the Redis shares one limit exactly. The script reads the clock from Redis (``TIME``), so
 the replicas need not agree on the time.
 
-Keys share the hash tag ``{aimi}`` so a script's keys live on one Redis Cluster node.
+Keys share the hash tag ``{quota}`` so a script's keys live on one Redis Cluster node.
 """
 
 from __future__ import annotations
@@ -52,30 +52,35 @@ local function track(rpm, tpm, ur, ut, requests, charge)
   if tpm >= 0 and (lt < 0 or tpm - ut - charge < rt) then lt, rt = tpm, tpm - ut - charge end
 end
 
+-- Every scope's counters first: a refusal reports all of them.
 local used = {}
 for i = 1, n do
-  local rpm, tpm, conc = tonumber(ARGV[1 + 3 * i]), tonumber(ARGV[2 + 3 * i]), tonumber(ARGV[3 + 3 * i])
   local ur, lrv = window(KEYS[3 * i - 2])
   local ut, ltv = window(KEYS[3 * i - 1])
-  used[i] = {ur, ut}
-  local refusal, retry = nil, -1
-  if rpm >= 0 and ur + 1 > rpm then
-    refusal, retry = 'requests', wait(lrv, ur + 1 - rpm)
-  elseif tpm >= 0 and cost > tpm then
-    refusal = 'too_large'
-  elseif tpm >= 0 and ut + cost > tpm then
-    refusal, retry = 'tokens', wait(ltv, ut + cost - tpm)
-  elseif conc >= 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[3 * i], '-inf', now)
-    if redis.call('ZCARD', KEYS[3 * i]) >= conc then refusal, retry = 'concurrency', 1000 end
+  used[i] = {ur, ut, lrv, ltv}
+end
+
+local function refuse(i, refusal, retry)
+  -- Nothing is charged: the remainders of every scope as they stand.
+  for j = 1, n do
+    track(tonumber(ARGV[1 + 3 * j]), tonumber(ARGV[2 + 3 * j]), used[j][1], used[j][2], 0, 0)
   end
-  if refusal then
-    -- Nothing is charged: the remainders of every scope seen so far, as they stand.
-    lr, rr, lt, rt = -1, -1, -1, -1
-    for j = 1, i do
-      track(tonumber(ARGV[1 + 3 * j]), tonumber(ARGV[2 + 3 * j]), used[j][1], used[j][2], 0, 0)
-    end
-    return {0, sec, i, refusal, retry, lr, rr, lt, rt}
+  return {0, sec, i, refusal, retry, lr, rr, lt, rt}
+end
+
+-- A reservation no scope could ever hold is refused first: waiting would not help.
+for i = 1, n do
+  local tpm = tonumber(ARGV[2 + 3 * i])
+  if tpm >= 0 and cost > tpm then return refuse(i, 'too_large', -1) end
+end
+for i = 1, n do
+  local rpm, tpm, conc = tonumber(ARGV[1 + 3 * i]), tonumber(ARGV[2 + 3 * i]), tonumber(ARGV[3 + 3 * i])
+  local ur, ut, lrv, ltv = used[i][1], used[i][2], used[i][3], used[i][4]
+  if rpm >= 0 and ur + 1 > rpm then return refuse(i, 'requests', wait(lrv, ur + 1 - rpm)) end
+  if tpm >= 0 and ut + cost > tpm then return refuse(i, 'tokens', wait(ltv, ut + cost - tpm)) end
+  if conc >= 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[3 * i], '-inf', now)
+    if redis.call('ZCARD', KEYS[3 * i]) >= conc then return refuse(i, 'concurrency', 1000) end
   end
   track(rpm, tpm, ur, ut, 1, cost)
 end
@@ -135,13 +140,13 @@ class RedisQuotas:
         self._settle = client.register_script(SETTLE)
 
     @classmethod
-    def from_url(cls, url: str, timeout: float, prefix: str = "aimi") -> RedisQuotas:
+    def from_url(cls, url: str, timeout: float, prefix: str = "aimi", lease_seconds: float = 900.0) -> RedisQuotas:
         import redis.asyncio
 
         client = redis.asyncio.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
         )
-        return cls(client, prefix)
+        return cls(client, prefix, lease_seconds)
 
     def _keys(self, scopes: Sequence[Scope]) -> list[str]:
         keys: list[str] = []

@@ -8,12 +8,13 @@ import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+import sqlalchemy.exc
 from starlette.requests import Request
 from starlette.responses import Response
 
 from aimi.deployments.registry import Deployments
 from aimi.engines.api import EngineState
-from aimi.protocol.errors import invalid_request
+from aimi.protocol.errors import invalid_request, service_unavailable
 from aimi.quota.api import QuotaBackend
 from aimi.quota.guard import OnError, Quotas
 from aimi.quota.memory import MemoryQuotas
@@ -54,7 +55,10 @@ def build_quotas(settings: Settings) -> Quotas:
     if settings.quota_backend == "redis":
         from aimi.quota.redis import RedisQuotas
 
-        backend = RedisQuotas.from_url(settings.redis_url, settings.quota_timeout)
+        # A lease outlives the longest request, so a crashed replica's slots come back after it.
+        backend = RedisQuotas.from_url(
+            settings.redis_url, settings.quota_timeout, lease_seconds=settings.request_timeout + 60
+        )
     return Quotas(backend, on_error=OnError(settings.quota_on_error), timeout=settings.quota_timeout)
 
 
@@ -62,7 +66,10 @@ def build_metering(settings: Settings) -> tuple[Metering, _Store]:
     settings.home.mkdir(parents=True, exist_ok=True)
     writer = _Store(ledger_url(settings))
     ledger = Ledger(writer.write, capacity=settings.usage_buffer)
-    return Metering(build_quotas(settings), ledger, Metrics()), writer
+    quotas, metrics = build_quotas(settings), Metrics()
+    failures = metrics.quota_errors.labels(quotas.backend.name)
+    quotas.on_failure = failures.inc
+    return Metering(quotas, ledger, metrics), writer
 
 
 def gauges(state: object) -> Iterable[tuple[str, str, dict[str, str], float]]:
@@ -113,7 +120,7 @@ def _time(value: str | None, name: str) -> datetime | None:
 async def usage_route(request: Request) -> Response:
     """``GET /admin/usage?by=key,deployment,day&since=...&until=...&format=json|csv``."""
     query = request.query_params
-    by = [part for part in query.get("by", "key,deployment,day").split(",") if part]
+    by = list(dict.fromkeys(part for part in query.get("by", "key,deployment,day").split(",") if part))
     fmt = query.get("format", "json")
     if fmt not in ("json", "csv"):
         raise invalid_request("format must be json or csv", "format")
@@ -125,8 +132,12 @@ async def usage_route(request: Request) -> Response:
     metering: Metering = request.app.state.metering
     if metering.ledger is not None:
         await asyncio.to_thread(metering.ledger.flush, 2.0)
-    await asyncio.to_thread(writer.ensure)
-    rows = await asyncio.to_thread(report.totals, writer.engine, by, since, until)
+    try:
+        await asyncio.to_thread(writer.ensure)
+        rows = await asyncio.to_thread(report.totals, writer.engine, by, since, until)
+    except sqlalchemy.exc.OperationalError as exc:
+        log.warning("usage report failed: %s", getattr(exc, "orig", None) or exc.__class__.__name__)
+        raise service_unavailable("the usage ledger's database is unreachable; retry shortly", 5) from None
     if fmt == "csv":
         return Response(report.render(rows, by, "csv"), media_type="text/csv")
     return JSONResponse({"object": "list", "by": by, "data": rows})

@@ -182,6 +182,7 @@ async def _screen_prompt(deployment: Deployment, work: Work, meter: Meter, encod
         texts = users = [request.prompt or ""]
     verdict = await safety.judge(texts, users)
     if verdict.blocked and verdict.error is not None:
+        meter.prompt_tokens = 0  # not judged, never run: nothing to charge
         raise service_unavailable("content safety could not judge the prompt; retry shortly", retry_after=1)
     if verdict.blocked:
         meter.fail(Outcome.CONTENT_FILTER)

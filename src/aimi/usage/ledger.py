@@ -59,6 +59,9 @@ class Ledger:
     def record(self, record: UsageRecord) -> None:
         """Hand a record to the writer; never blocks on the database."""
         with self._lock:
+            if self._stopping and (self._thread is None or not self._thread.is_alive()):
+                self.dropped += 1  # after stop(): nothing would write it
+                return
             if len(self._buffer) >= self._capacity:
                 self.dropped += 1
                 if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -77,10 +80,15 @@ class Ledger:
             for _ in range(count):
                 self._buffer.popleft()
 
-    def _flush_once(self) -> bool:
-        """Write one batch; False if the database refused it (the batch stays buffered)."""
-        with self._writing:
+    def _flush_once(self, wait: float = -1) -> bool:
+        """Write one batch; False if the database refused it (the batch stays buffered), or if
+        another write held the writer longer than ``wait`` seconds."""
+        if not self._writing.acquire(timeout=wait):
+            return False
+        try:
             return self._write_batch()
+        finally:
+            self._writing.release()
 
     def _write_batch(self) -> bool:
         batch = self._take()
@@ -105,24 +113,26 @@ class Ledger:
 
     def _run(self) -> None:
         backoff = self._interval
+        failing = False
         while True:
             with self._lock:
-                if not self._stopping and len(self._buffer) < self._batch:
+                # A full batch is written at once, unless the database is failing: then the pause holds.
+                if not self._stopping and (failing or len(self._buffer) < self._batch):
                     self._wake.wait(backoff)
                 if self._stopping:
                     return
             if self._flush_once():
-                backoff = self._interval
+                failing, backoff = False, self._interval
                 while self.pending >= self._batch and self._flush_once():
                     pass
             else:
-                backoff = min(self._max_backoff, max(backoff * 2, 0.5))
+                failing, backoff = True, min(self._max_backoff, max(backoff * 2, 0.5))
 
     def flush(self, deadline: float = 5.0) -> bool:
         """Write everything buffered, trying until ``deadline`` seconds have passed."""
         end = time.monotonic() + deadline
         while self.pending:
-            if not self._flush_once():
+            if not self._flush_once(wait=max(0.0, end - time.monotonic())):
                 if time.monotonic() >= end:
                     return False
                 time.sleep(0.1)
@@ -133,9 +143,10 @@ class Ledger:
         with self._lock:
             self._stopping = True
             self._wake.notify()
+        end = time.monotonic() + deadline
         if self._thread is not None:
-            self._thread.join()
-        if not self.flush(deadline):
+            self._thread.join(deadline)  # a write stuck in the database is left behind, not waited for
+        if not self.flush(max(0.0, end - time.monotonic())):
             lost = self.pending
             with self._lock:
                 self._buffer.clear()

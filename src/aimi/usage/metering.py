@@ -21,10 +21,7 @@ class Metering:
     async def finish(self, meter: Meter, status: int) -> UsageRecord:
         seconds = time.monotonic() - meter.started
         if meter.reservation is not None:
-            errors = self.quotas.errors
             await self.quotas.settle(meter.reservation, meter.prompt_tokens + meter.completion_tokens)
-            if self.quotas.errors > errors:
-                self.metrics.quota_errors.inc(self.quotas.errors - errors)
         outcome = meter.outcome = meter.outcome or outcome_of(status)
         record = UsageRecord(
             id=meter.id,

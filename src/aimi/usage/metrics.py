@@ -58,7 +58,10 @@ class Metrics:
             "aimi_rate_limit_rejections", "Requests refused by a quota", ["scope", "reason"], registry=r
         )
         self.quota_errors = Counter(
-            "aimi_quota_backend_errors", "Failed or timed-out calls to the shared quota backend", registry=r
+            "aimi_quota_backend_errors",
+            "Failed or timed-out calls to the shared quota backend",
+            ["backend"],
+            registry=r,
         )
 
     def gauges(self, read: Callable[[], Iterable[tuple[str, str, dict[str, str], float]]]) -> None:

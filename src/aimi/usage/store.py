@@ -43,7 +43,10 @@ def database_url(url: str) -> str:
 
 
 def connect(url: str) -> Engine:
-    engine = sa.create_engine(database_url(url), pool_pre_ping=True)
+    url = database_url(url)
+    # A database that does not answer must not hold the writer (or `aimi usage`) for minutes.
+    connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")

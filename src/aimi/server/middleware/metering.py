@@ -6,6 +6,7 @@ a quota carry its ``x-ratelimit-*`` headers."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,6 +19,9 @@ ROUTES = (
     ("/completions", "completions"),
     ("/embeddings", "embeddings"),
 )
+
+
+_OPENAI = re.compile(r"^/(deployments/[^/]+/)?v1/")
 
 
 def route_of(path: str) -> str | None:
@@ -35,7 +39,7 @@ class MeteringMiddleware:
             return
         state = scope.setdefault("state", {})
         principal = state.get("principal")
-        surface = "openai" if scope["path"].startswith("/v1/") or "/v1/" in scope["path"] else "azure"
+        surface = "openai" if _OPENAI.match(scope["path"]) else "azure"
         meter = Meter(state["request_id"], surface, route, principal.name if principal is not None else None)
         state["meter"] = meter
         status = 500
