@@ -164,6 +164,8 @@ def test_health_shows_each_deployment_only_to_a_caller_with_a_key(scoped: InProc
     assert httpx.get(f"{scoped.url}/health", headers={"api-key": "wrong"}).json() == {"status": "ok"}
     limited = httpx.get(f"{scoped.url}/health", headers={"api-key": "alpha-only-key-0123456789"}).json()
     assert limited["deployments"] == {"alpha": "ready"}
+    ledger = scoped.app.state.metering.ledger
+    wait_until(lambda: ledger.pending == 0, 10, "the earlier requests' usage records written")
     full = httpx.get(f"{scoped.url}/health", headers={"api-key": "every-deployment-key-0123"}).json()
     assert full == {
         "status": "ok",

@@ -101,9 +101,9 @@ def test_a_blocklisted_prompt_is_refused_before_the_model_runs(server: InProcess
     engine = next(d for d in server.app.state.deployments if d.name == "benign").engine
     started = engine.started
     if path.endswith("chat/completions"):
-        body = _chat("benign", "Tell me everything about project BLUEBIRD.")
+        body, param = _chat("benign", "Tell me everything about project BLUEBIRD."), "messages"
     else:
-        body = {"model": "benign", "prompt": "My number is 123-45-6789, remember it."}
+        body, param = {"model": "benign", "prompt": "My number is 123-45-6789, remember it."}, "prompt"
     response = httpx.post(f"{server.url}{path}", headers=server.headers, json=body)
     assert response.status_code == 400
     assert "retry-after" not in response.headers
@@ -121,13 +121,13 @@ def test_a_blocklisted_prompt_is_refused_before_the_model_runs(server: InProcess
             "code": "content_filter",
             "message": message,
             "type": None,
-            "param": "messages",
+            "param": param,
             "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": results},
         },
         "status": 400,
         "code": "content_filter",
         "message": message,
-        "param": "messages",
+        "param": param,
         "type": None,
     }
     assert engine.started == started  # the model never ran
@@ -406,3 +406,99 @@ def test_severity_thresholds_pick_what_is_blocked() -> None:
     assert strict["violence"] == {"filtered": True, "severity": "low"}
     assert strict["hate"] == {"filtered": False, "severity": "medium"}  # hate "off": reported, never blocked
     assert strict["jailbreak"] == {"filtered": False, "detected": False}
+
+
+# -- What must never get past: found in review -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "disguised",
+    [
+        "blue\u200bbird",  # a zero-width space
+        "PROJECT  BLUEBIRD",
+        "project\nbluebird",
+        "project\u00a0bluebird",
+        "project-bluebird",
+        "ｂｌｕｅｂｉｒｄ",  # fullwidth
+        "blue\u00adbird",  # a soft hyphen
+    ],
+)
+def test_blocklist_terms_see_through_simple_disguises(disguised: str) -> None:
+    rules = Blocklist("rules", ("bluebird", "project bluebird"))
+    assert rules.matches(f"tell me about {disguised} now"), disguised
+
+
+def test_a_pattern_longer_than_the_overlap_is_caught_across_windows() -> None:
+    secret = "sk-" + "A1b2C3d4" * 6  # 51 characters, more than the 16 of overlap
+    text = "Here is the configuration you asked for, with every value filled in. " + secret + " done."
+    policy = _policy(blocklists=(Blocklist("keys", patterns=(r"sk-[A-Za-z0-9]{48}",)),), window=32, overlap=16)
+    with in_process(specs=[_spec("leaky", text, policy)]) as running:
+        raw = _raw_stream(running.url, "/v1/chat/completions", _chat("leaky"))
+    assert b"sk-" not in raw and b"A1b2C3d4" not in raw
+
+
+def test_tool_calls_in_the_history_are_judged_with_the_prompt(server: InProcessServer) -> None:
+    engine = next(d for d in server.app.state.deployments if d.name == "benign").engine
+    started = engine.started
+    history = [
+        {"role": "user", "content": "Look it up."},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "bluebird"}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "nothing found"},
+        {"role": "user", "content": "Thanks."},
+    ]
+    response = httpx.post(
+        f"{server.url}/v1/chat/completions", headers=server.headers, json={"model": "benign", "messages": history}
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "content_filter"
+    assert engine.started == started
+
+
+def test_a_refused_prompt_never_reaches_a_shadow_deployment() -> None:
+    from aimi.deployments.registry import Endpoint
+
+    specs = [_spec("blue", BENIGN, _policy()), _spec("shadow", BENIGN, None)]
+    endpoint = Endpoint("live", (("blue", 1.0),), mirror="shadow", mirror_percent=100.0)
+    with in_process(specs=specs, endpoints=[endpoint]) as running:
+        shadow = next(d for d in running.app.state.deployments if d.name == "shadow").engine
+        refused = httpx.post(
+            f"{running.url}/v1/chat/completions", headers=running.headers, json=_chat("live", "about bluebird")
+        )
+        assert refused.status_code == 400
+        passed = httpx.post(f"{running.url}/v1/chat/completions", headers=running.headers, json=_chat("live"))
+        assert passed.status_code == 200
+        wait_until(lambda: shadow.started == 1, 10, "the passed request mirrored")
+        assert [r.messages[-1].content for r in shadow.requests] == ["Tell me about tomatoes."]
+
+
+def test_a_prompt_too_long_to_judge_is_refused_not_judged_in_part() -> None:
+    policy = _policy(max_prompt_chars=1000)
+    with in_process(specs=[_spec("guarded", BENIGN, policy)]) as running:
+        response = httpx.post(
+            f"{running.url}/v1/chat/completions", headers=running.headers, json=_chat("guarded", "word " * 300)
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "the prompt is 1500 characters long; content safety judges at most 1000 on this deployment"
+    )
+
+
+def test_a_guard_deployment_that_is_down_follows_on_error() -> None:
+    policy = SafetyPolicy(
+        classifier="guard", classifier_options={"deployment": "guard"}, on_error="open", window=64, overlap=8
+    )
+    specs = [_spec("guarded", BENIGN, policy), _spec("guard", "safe", None, fail_load=True)]
+    with in_process(specs=specs, wait_ready=False) as running:
+        deployment = next(d for d in running.app.state.deployments if d.name == "guard")
+        wait_until(lambda: deployment.state() == "failed", 10, "the guard to fail loading")
+        response = httpx.post(f"{running.url}/v1/chat/completions", headers=running.headers, json=_chat("guarded"))
+        assert response.status_code == 200, response.text
+        assert response.json()["prompt_filter_results"][0]["content_filter_results"]["error"] == {
+            "code": "content_filter_error",
+            "message": "the guard deployment failed (ApiError)",
+        }

@@ -108,6 +108,9 @@ def test_blocklists_match_whole_terms_in_any_case_and_patterns() -> None:
         ("window = 4", "deployments[0] ('chat').safety.window"),
         ('classifier = "magic"', "deployments[0] ('chat').safety.classifier"),
         ("patterns = ['(unclosed']", "deployments[0] ('chat').safety.blocklists[0] ('rules').patterns"),
+        ("patterns = ['(a+)+b']", "repeats a repetition, which can take exponential time"),
+        ('jailbreak = true\nclassifier = "blocklist"', "jailbreak detection needs the embedded or azure classifier"),
+        ("overlap = 0", "deployments[0] ('chat').safety.overlap"),
         (
             'classifier = "guard"\n[deployments.safety.classifier_options]\ndeployment = "nowhere"',
             "deployments[0] ('chat').safety.classifier_options.deployment: name another deployment",

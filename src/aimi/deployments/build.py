@@ -92,6 +92,7 @@ def safety_policy(entry: SafetyConfig | None) -> SafetyPolicy | None:
         overlap=min(entry.overlap, entry.window),
         on_error=entry.on_error,
         timeout=entry.timeout,
+        max_prompt_chars=entry.max_prompt_chars,
     )
 
 

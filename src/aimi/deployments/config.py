@@ -53,11 +53,12 @@ Every mistake is reported with the deployment and the field: ``deployments[1] ('
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -129,9 +130,11 @@ class BlocklistConfig(_Strict):
     def _compiles(cls, patterns: list[str]) -> list[str]:
         import re
 
+        from aimi.safety.blocklist import check_pattern
+
         for pattern in patterns:
             try:
-                re.compile(pattern)
+                check_pattern(pattern)
             except re.error as exc:
                 raise ValueError(f"pattern {pattern!r} is not a regular expression: {exc}") from None
         return patterns
@@ -156,16 +159,28 @@ class SafetyConfig(_Strict):
     classifier: Literal["embedded", "guard", "azure", "blocklist"] = "embedded"
     classifier_options: dict[str, Any] = Field(default_factory=dict)
     window: Annotated[int, Field(ge=16, le=10_000)] = 160
-    overlap: Annotated[int, Field(ge=0, le=1_000)] = 48
+    overlap: Annotated[int, Field(ge=1, le=1_000)] = 48
     on_error: Literal["closed", "open"] = "closed"
     timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+    max_prompt_chars: Annotated[int, Field(ge=1000)] = 200_000
 
     @field_validator("classifier_options")
     @classmethod
     def _no_inline_secrets(cls, options: dict[str, Any]) -> dict[str, Any]:
-        if "key" in options or "api_key" in options:
+        if any("key" in name.lower() and name != "key_env" for name in options):
             raise ValueError("name the environment variable holding the key with key_env, not the key itself")
+        key_env = options.get("key_env")
+        if key_env is not None and not (isinstance(key_env, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env)):
+            raise ValueError("key_env must be the name of an environment variable (letters, digits, _)")
         return options
+
+    @model_validator(mode="after")
+    def _jailbreak_needs_a_detector(self) -> SafetyConfig:
+        if self.jailbreak and self.classifier in ("guard", "blocklist"):
+            raise ValueError(
+                f"jailbreak detection needs the embedded or azure classifier; {self.classifier} cannot tell"
+            )
+        return self
 
 
 class DeploymentConfig(_Strict):

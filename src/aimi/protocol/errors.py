@@ -135,8 +135,9 @@ def parameter_not_supported(problems: Sequence[tuple[tuple[str | int, ...], Any,
     )
 
 
-def content_filtered(results: Mapping[str, Any]) -> ApiError:
-    """400 for a prompt that content safety refused, with the category results (Azure's shape)."""
+def content_filtered(results: Mapping[str, Any], param: str = "messages") -> ApiError:
+    """400 for a prompt that content safety refused, with the category results (Azure's shape);
+    ``param`` names the prompt: ``messages`` for chat, ``prompt`` for text completions."""
     message = (
         "The response was filtered due to the prompt triggering the content management policy. "
         "Please modify your prompt and retry."
@@ -144,8 +145,8 @@ def content_filtered(results: Mapping[str, Any]) -> ApiError:
     return ApiError(
         "content_filter",
         message,
-        param="messages",
-        extra={"status": 400, "code": "content_filter", "message": message, "param": "messages", "type": None},
+        param=param,
+        extra={"status": 400, "code": "content_filter", "message": message, "param": param, "type": None},
         inner={"code": "ResponsibleAIPolicyViolation", "content_filter_result": dict(results)},
     )
 

@@ -27,8 +27,8 @@ class AzureContentSafety:
             raise ValueError("the azure classifier needs an endpoint")
         key_env = options.get("key_env")
         key = os.environ.get(str(key_env)) if key_env else None
-        if not key:
-            raise ValueError(f"the azure classifier's key_env names no variable set in the environment: {key_env!r}")
+        if not key:  # never echo key_env: it may be a key pasted in the wrong place
+            raise ValueError("the azure classifier's key_env names no variable set in the environment")
         self._version = str(options.get("api_version", "2024-09-01"))
         self._client = httpx.AsyncClient(
             base_url=endpoint.rstrip("/") + "/contentsafety",
@@ -52,7 +52,7 @@ class AzureContentSafety:
     async def _one(self, text: str) -> Analysis:
         answer = await self._post(
             "/text:analyze",
-            {"text": text[:_MAX_TEXT], "categories": list(_CATEGORIES), "outputType": "FourSeverityLevels"},
+            {"text": text, "categories": list(_CATEGORIES), "outputType": "FourSeverityLevels"},
         )
         severities: dict[str, Severity] = {}
         try:
@@ -64,15 +64,28 @@ class AzureContentSafety:
             raise ClassifierError("Azure AI Content Safety's answer lacks categoriesAnalysis") from None
         return Analysis(severities)
 
-    async def analyze(self, texts: Sequence[str]) -> list[Analysis]:
-        return list(await asyncio.gather(*(self._one(text) for text in texts)))
+    async def _text(self, text: str) -> Analysis:
+        """A text longer than the service takes is judged in pieces; the worst counts."""
+        pieces = [text[i : i + _MAX_TEXT] for i in range(0, len(text), _MAX_TEXT)] or [""]
+        merged = Analysis()
+        for analysis in await asyncio.gather(*(self._one(piece) for piece in pieces)):
+            merged = merged.merge(analysis)
+        return merged
 
-    async def jailbreak(self, texts: Sequence[str]) -> bool | None:
-        answer = await self._post("/text:shieldPrompt", {"userPrompt": "\n".join(texts)[:_MAX_TEXT], "documents": []})
+    async def analyze(self, texts: Sequence[str]) -> list[Analysis]:
+        return list(await asyncio.gather(*(self._text(text) for text in texts)))
+
+    async def _shield(self, prompt: str) -> bool:
+        answer = await self._post("/text:shieldPrompt", {"userPrompt": prompt, "documents": []})
         try:
             return bool(answer["userPromptAnalysis"]["attackDetected"])
         except (KeyError, TypeError):
             raise ClassifierError("Azure AI Content Safety's answer lacks userPromptAnalysis") from None
+
+    async def jailbreak(self, texts: Sequence[str]) -> bool | None:
+        """Each user turn, in pieces the service takes whole; an attack anywhere is an attack."""
+        pieces = [text[i : i + _MAX_TEXT] for text in texts for i in range(0, max(len(text), 1), _MAX_TEXT)]
+        return any(await asyncio.gather(*(self._shield(piece) for piece in pieces)))
 
     async def close(self) -> None:
         await self._client.aclose()

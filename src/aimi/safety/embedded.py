@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,11 @@ DEFAULT_CUTOFFS = (0.45, 0.55, 0.65)
 # The guardian model flags short everyday requests ("Send me an email") at about 0.8; real
 # attacks score 0.99 and more.
 DEFAULT_JAILBREAK_CONFIDENCE = 0.9
+# The encoder reads 256 tokens at most: texts are judged in windows of 128, overlapping by 32, so
+# a harmful sentence is never diluted by a long benign text around it.
+_WINDOW_TOKENS = 128
+_WINDOW_OVERLAP = 32
+_RETRY_LOAD_SECONDS = 30.0
 _ATTACKS = {"prompt_injection", "jailbreak"}
 
 
@@ -60,6 +66,7 @@ class EmbeddedClassifier:
         self._encoder: Any = None
         self._references: dict[str, Any] = {}
         self._guardian: Any = None
+        self._failed_until = 0.0
         self._waiting: list[tuple[list[str], asyncio.Future[list[Analysis]]]] = []
         self._batcher: asyncio.Task[None] | None = None
         self._max_batch = 64
@@ -83,13 +90,20 @@ class EmbeddedClassifier:
         log.info("content safety classifier loaded (%s)", self._ref)
 
     async def start(self) -> None:
-        """Load the models (once); later calls return at once."""
+        """Load the models (once); later calls return at once. After a failed load, calls fail at
+        once for a while instead of each trying again."""
+        if self._encoder is not None:
+            return
+        if time.monotonic() < self._failed_until:
+            raise ClassifierError(f"the embedded classifier could not load {self._ref}")
         async with self._lock:
             if self._encoder is None:
                 try:
                     await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
                 except Exception as exc:
-                    raise ClassifierError(f"the embedded classifier could not load {self._ref}: {exc}") from exc
+                    self._failed_until = time.monotonic() + _RETRY_LOAD_SECONDS
+                    log.error("the embedded classifier could not load %s: %s", self._ref, exc)
+                    raise ClassifierError(f"the embedded classifier could not load {self._ref}") from exc
 
     def _severity(self, similarity: float, benign: float) -> Severity:
         low, medium, high = self._cutoffs
@@ -99,20 +113,41 @@ class EmbeddedClassifier:
             return Severity.LOW
         return Severity.MEDIUM if similarity < high else Severity.HIGH
 
-    def _analyze(self, texts: Sequence[str]) -> list[Analysis]:
-        vectors = self._encoder.encode(
-            list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
-        closest = {category: (vectors @ refs.T).max(axis=1) for category, refs in self._references.items()}
+    def _windows(self, text: str) -> list[str]:
+        """``text`` in pieces the encoder reads whole: windows of its tokens, overlapping, so that
+        nothing past the encoder's length goes unread."""
+        tokenizer = self._encoder.tokenizer
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        if len(offsets) <= _WINDOW_TOKENS:
+            return [text]
+        step = _WINDOW_TOKENS - _WINDOW_OVERLAP
         return [
+            text[offsets[i][0] : offsets[min(i + _WINDOW_TOKENS, len(offsets)) - 1][1]]
+            for i in range(0, len(offsets) - _WINDOW_OVERLAP, step)
+        ]
+
+    def _analyze(self, texts: Sequence[str]) -> list[Analysis]:
+        windows = [self._windows(text) for text in texts]
+        flat = [window for pieces in windows for window in pieces]
+        vectors = self._encoder.encode(flat, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        closest = {category: (vectors @ refs.T).max(axis=1) for category, refs in self._references.items()}
+        judged = [
             Analysis(
                 {
                     category: self._severity(float(closest[category][i]), float(closest["benign"][i]))
                     for category in CATEGORIES
                 }
             )
-            for i in range(len(texts))
+            for i in range(len(flat))
         ]
+        results, start = [], 0
+        for pieces in windows:  # a text is as harmful as its worst window
+            merged = Analysis()
+            for analysis in judged[start : start + len(pieces)]:
+                merged = merged.merge(analysis)
+            results.append(merged)
+            start += len(pieces)
+        return results
 
     async def analyze(self, texts: Sequence[str]) -> list[Analysis]:
         """Judged together with whatever other requests are waiting: one encoder pass for all."""
@@ -128,6 +163,9 @@ class EmbeddedClassifier:
         loop = asyncio.get_running_loop()
         while self._waiting:
             batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+            batch = [(texts, future) for texts, future in batch if not future.done()]  # gave up waiting
+            if not batch:
+                continue
             texts = [text for texts, _ in batch for text in texts]
             try:
                 results = await loop.run_in_executor(self._executor, self._analyze, texts)

@@ -23,6 +23,7 @@ from aimi.safety.policy import Action, SafetyPolicy
 log = logging.getLogger(__name__)
 
 _CHUNK = 1000  # characters per classifier input when a long prompt is split
+_CHUNK_OVERLAP = 200
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,9 @@ class Verdict:
 
 
 def _pieces(text: str) -> list[str]:
-    return [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
+    """Overlapping pieces, so that no sentence is only ever seen cut in two."""
+    step = _CHUNK - _CHUNK_OVERLAP
+    return [text[i : i + _CHUNK] for i in range(0, max(len(text) - _CHUNK_OVERLAP, 1), step)] or [""]
 
 
 class ContentFilter:
@@ -61,24 +64,44 @@ class ContentFilter:
             analysis = analysis.merge(result)
         if prompt_texts is not None and self.policy.jailbreak:
             detected = await self.classifier.jailbreak(prompt_texts)
-            analysis = analysis.merge(Analysis(jailbreak=bool(detected)))
-        hits = tuple(name for text in texts for name in matched(self.policy.blocklists, text))
-        return analysis.merge(Analysis(blocklist=hits))
+            if detected is None:
+                raise ClassifierError("this classifier cannot detect jailbreaks")
+            analysis = analysis.merge(Analysis(jailbreak=detected))
+        return analysis
 
-    async def judge(self, texts: Sequence[str], prompt_texts: Sequence[str] | None = None) -> Verdict:
-        """Check ``texts``; ``prompt_texts`` (the user's turns) are also checked for jailbreaks."""
+    async def judge(
+        self,
+        texts: Sequence[str],
+        prompt_texts: Sequence[str] | None = None,
+        blocklist_texts: Sequence[str] | None = None,
+    ) -> Verdict:
+        """Check ``texts``; ``prompt_texts`` (the user's turns) are also checked for jailbreaks, and
+        the blocklists are matched over ``blocklist_texts`` (default: ``texts``)."""
+        block = self.policy.action is Action.BLOCK
+        hits = tuple(
+            dict.fromkeys(
+                name for text in (texts if blocklist_texts is None else blocklist_texts)
+                for name in matched(self.policy.blocklists, text)
+            )
+        )  # fmt: skip
         try:
             start = getattr(self.classifier, "start", None)
             if start is not None:
                 await start()  # loading (once, at startup) is not judging: no timeout on it
             analysis = await asyncio.wait_for(self._analyze(texts, prompt_texts), self.policy.timeout)
-        except (ClassifierError, TimeoutError) as exc:
+        except Exception as exc:  # a classifier that fails in any way is judged by on_error
             message = str(exc) or "the classifier did not answer in time"
+            if not isinstance(exc, ClassifierError | TimeoutError):
+                log.exception("content safety classifier failed")
+                message = f"the classifier failed ({type(exc).__name__})"
             log.warning("content safety could not judge a text: %s", message)
-            error = {"error": {"code": "content_filter_error", "message": message}}
-            return Verdict(error, self.policy.on_error == "closed", message)
-        results = self._results(analysis, prompt_texts is not None)
-        return Verdict(results, self.policy.action is Action.BLOCK and is_filtered(results))
+            error: dict[str, Any] = {"error": {"code": "content_filter_error", "message": message}}
+            if hits:  # the blocklists need no classifier: what they match is blocked whatever happened
+                results = self._results(Analysis(blocklist=hits), prompt_texts is not None)
+                return Verdict({**results, **error}, block, None)
+            return Verdict(error, block and self.policy.on_error == "closed", message)
+        results = self._results(analysis.merge(Analysis(blocklist=hits)), prompt_texts is not None)
+        return Verdict(results, block and is_filtered(results))
 
     def guard(self, events: AsyncIterator[Event], stop: Callable[[int], None]) -> AsyncIterator[Event | Annotation]:
         return _Guard(self, stop).run(events)
@@ -88,9 +111,11 @@ class ContentFilter:
 class _Choice:
     held: list[Event] = field(default_factory=list)
     held_text: str = ""
+    released: str = ""  # everything sent so far: blocklists match over it all
     released_tail: str = ""
     worst: dict[str, Any] = field(default_factory=dict)
     done: bool = False
+    calling: bool = False
 
 
 def _text_of(event: Event) -> str:
@@ -133,7 +158,10 @@ class _Guard:
     async def _release(self, index: int, choice: _Choice) -> AsyncIterator[Event | Annotation]:
         """Judge the held window; release it, or end the choice."""
         text = choice.held_text
-        verdict = await self.content.judge([choice.released_tail + text]) if text else Verdict({}, False)
+        verdict = Verdict({}, False)
+        if text:
+            # A blocklist match may span any number of windows: it is looked for in the whole answer.
+            verdict = await self.content.judge([choice.released_tail + text], None, [choice.released + text])
         if verdict.results:
             choice.worst = _worst(choice.worst, verdict.results)
         if verdict.blocked:
@@ -148,7 +176,8 @@ class _Guard:
             yield Annotation(index, choice.worst)
         for event in choice.held:
             yield event
-        choice.released_tail = (choice.released_tail + text)[-self.policy.overlap :] if self.policy.overlap else ""
+        choice.released += text
+        choice.released_tail = choice.released[-self.policy.overlap :]
         choice.held, choice.held_text = [], ""
 
     async def run(self, events: AsyncIterator[Event]) -> AsyncIterator[Event | Annotation]:
@@ -168,6 +197,8 @@ class _Guard:
                 continue
             choice.held.append(event)
             choice.held_text += _text_of(event)
-            if len(choice.held_text) >= self.policy.window:
+            if isinstance(event, ToolCallDelta):
+                choice.calling = True  # a tool call is judged whole, at the choice's end, never sent in part
+            if len(choice.held_text) >= self.policy.window and not choice.calling:
                 async for out in self._release(event.index, choice):
                     yield out

@@ -17,10 +17,11 @@ class Action(StrEnum):
 @dataclass(frozen=True)
 class SafetyPolicy:
     """``thresholds``: the lowest severity blocked, per category (absent: never blocked).
-    ``window`` and ``overlap`` (characters): a stream's text is held back ``window`` characters
-    at a time and checked together with the last ``overlap`` characters already sent, so a phrase
-    split across two windows is still seen whole. ``on_error``: ``closed`` blocks what could not be
-    judged, ``open`` lets it through."""
+        ``window`` and ``overlap`` (characters): a stream's text is held back ``window`` characters
+        at a time and checked together with the last ``overlap`` characters already sent, so a phrase
+        split across two windows is still seen whole. ``on_error``: ``closed`` blocks what could not be
+        judged, ``open`` lets it through. ``max_prompt_chars``: longer prompts are refused (400) rather
+    than judged in part or made to hold the classifier."""
 
     enabled: bool = True
     action: Action = Action.BLOCK
@@ -34,3 +35,4 @@ class SafetyPolicy:
     overlap: int = 48
     on_error: str = "closed"
     timeout: float = 5.0
+    max_prompt_chars: int = 200_000

@@ -165,10 +165,14 @@ async def reload(app: Starlette) -> None:
         return
     current = {d.name: d for d in app.state.deployments}
     classifiers = app.state.classifiers
-    serving = [
-        current[s.name] if s.name in current and current[s.name].spec == s else _deployment(s, classifiers)
-        for s in specs
-    ]
+    try:
+        serving = [
+            current[s.name] if s.name in current and current[s.name].spec == s else _deployment(s, classifiers)
+            for s in specs
+        ]
+    except Exception as exc:
+        log.error("reload failed, still serving the previous deployments: %s", exc)
+        return
     kept = {id(d) for d in serving}
     app.state.deployments = Deployments(serving, endpoints)
     if keys is not None:

@@ -177,16 +177,30 @@ async def _screen_prompt(deployment: Deployment, work: Work, meter: Meter, encod
     request = work.request
     if request.messages is not None:
         texts = [turn.content for turn in request.messages if turn.content]
+        # Earlier tool calls reach the model too: their names and arguments are judged with the rest.
+        texts += [
+            f"{call.get('function', {}).get('name', '')} {call.get('function', {}).get('arguments', '')}"
+            for turn in request.messages
+            for call in turn.tool_calls
+        ]
         users = [turn.content for turn in request.messages if turn.content and turn.role == "user"]
     else:
         texts = users = [request.prompt or ""]
+    size = sum(len(text) for text in texts)
+    if size > safety.policy.max_prompt_chars:
+        raise ApiError(
+            "invalid_request",
+            f"the prompt is {size} characters long; content safety judges at most "
+            f"{safety.policy.max_prompt_chars} on this deployment",
+            param="messages" if request.messages is not None else "prompt",
+        )
     verdict = await safety.judge(texts, users)
     if verdict.blocked and verdict.error is not None:
         meter.prompt_tokens = 0  # not judged, never run: nothing to charge
         raise service_unavailable("content safety could not judge the prompt; retry shortly", retry_after=1)
     if verdict.blocked:
         meter.fail(Outcome.CONTENT_FILTER)
-        raise content_filtered(verdict.results)
+        raise content_filtered(verdict.results, "messages" if request.messages is not None else "prompt")
     if safety.policy.annotate:
         encoder.prompt_filter_results = [{"prompt_index": 0, "content_filter_results": verdict.results}]
 
@@ -207,6 +221,12 @@ async def _respond(request: Request, deployment: Deployment, work: Work, encoder
 
 
 async def _shadow_generation(deployment: Deployment, work: Work) -> None:
+    if deployment.safety is not None:  # the shadow's own policy: what it would refuse never reaches it
+        encoder = Encoder("chat", deployment.name, False)
+        try:
+            await _screen_prompt(deployment, work, Meter(work.request.request_id, "", "", None), encoder)
+        except ApiError:
+            return
     await gather(await Generation.open(deployment, work))
 
 
@@ -215,12 +235,14 @@ async def chat_completions(request: Request, surface: Surface) -> Response:
     routed = _routed(request, body.model)
     deployment = _serving(routed, "chat", request)
     work = canonical.chat_request(body, policy, deployment)
-    _mirror(request, routed, "chat", lambda d: _shadow_generation(d, canonical.chat_request(body, policy, d)))
     include_usage = bool(
         isinstance(body, OpenAIChatRequest) and body.stream_options and body.stream_options.include_usage
     )
     encoder = Encoder("chat", _model_name(deployment, surface), surface.azure, include_usage)
-    return await _respond(request, deployment, work, encoder)
+    response = await _respond(request, deployment, work, encoder)
+    # Mirrored only once the request passed its own checks (quota, content safety).
+    _mirror(request, routed, "chat", lambda d: _shadow_generation(d, canonical.chat_request(body, policy, d)))
+    return response
 
 
 async def completions(request: Request, surface: Surface) -> Response:
@@ -228,14 +250,15 @@ async def completions(request: Request, surface: Surface) -> Response:
     routed = _routed(request, body.model)
     deployment = _serving(routed, "completions", request)
     work = canonical.completion_request(body, policy, deployment)
-    _mirror(
-        request, routed, "completions", lambda d: _shadow_generation(d, canonical.completion_request(body, policy, d))
-    )
     include_usage = bool(
         isinstance(body, OpenAICompletionRequest) and body.stream_options and body.stream_options.include_usage
     )
     encoder = Encoder("text", _model_name(deployment, surface), surface.azure, include_usage)
-    return await _respond(request, deployment, work, encoder)
+    response = await _respond(request, deployment, work, encoder)
+    _mirror(
+        request, routed, "completions", lambda d: _shadow_generation(d, canonical.completion_request(body, policy, d))
+    )
+    return response
 
 
 async def info(request: Request) -> Response:
