@@ -87,3 +87,16 @@ def test_a_usage_report_takes_a_grouping_named_twice_once() -> None:
     assert twice.status_code == 200, twice.text
     assert twice.json()["data"] == once.json()["data"]
     assert twice.json()["by"] == ["key"]
+
+
+def test_the_default_ledger_is_readable_by_its_owner_only() -> None:
+    import os
+    import stat
+
+    with in_process() as server:
+        home = server.app.state.settings.home
+        with server.client() as client:
+            assert client.post("/chat/completions", json=CHAT).status_code == 200
+        wait_until(lambda: server.app.state.metering.ledger.written == 1, 10, "the record written")
+        modes = {name: stat.S_IMODE(os.stat(home / name).st_mode) for name in os.listdir(home)}
+    assert modes == {"usage.db": 0o600, "usage.db-wal": 0o600, "usage.db-shm": 0o600}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -64,6 +65,10 @@ def build_quotas(settings: Settings) -> Quotas:
 
 def build_metering(settings: Settings) -> tuple[Metering, _Store]:
     settings.home.mkdir(parents=True, exist_ok=True)
+    if settings.database_url is None:
+        # The default ledger is the owner's alone, like the key file beside it (SQLite gives its
+        # -wal and -shm files the same mode).
+        os.close(os.open(settings.home / "usage.db", os.O_WRONLY | os.O_CREAT, 0o600))
     writer = _Store(ledger_url(settings))
     ledger = Ledger(writer.write, capacity=settings.usage_buffer)
     quotas, metrics = build_quotas(settings), Metrics()
