@@ -100,3 +100,13 @@ def test_the_default_ledger_is_readable_by_its_owner_only() -> None:
         wait_until(lambda: server.app.state.metering.ledger.written == 1, 10, "the record written")
         modes = {name: stat.S_IMODE(os.stat(home / name).st_mode) for name in os.listdir(home)}
     assert modes == {"usage.db": 0o600, "usage.db-wal": 0o600, "usage.db-shm": 0o600}
+
+
+def test_requests_without_a_valid_key_are_counted_in_the_metrics_not_the_ledger() -> None:
+    with in_process() as server:
+        for _ in range(3):
+            assert httpx.post(f"{server.url}/chat/completions", json=CHAT).status_code == 401
+        with server.client() as client:
+            text = client.get("/metrics").text
+        assert "aimi_unauthorized_requests_total 3.0" in text.splitlines()
+        assert server.app.state.metering.ledger.pending + server.app.state.metering.ledger.written == 0

@@ -57,6 +57,9 @@ class Metrics:
         self.rate_limited = Counter(
             "aimi_rate_limit_rejections", "Requests refused by a quota", ["scope", "reason"], registry=r
         )
+        self.unauthorized = Counter(
+            "aimi_unauthorized_requests", "Requests refused for want of a valid key (never in the ledger)", registry=r
+        )
         self.quota_errors = Counter(
             "aimi_quota_backend_errors",
             "Failed or timed-out calls to the shared quota backend",
