@@ -49,6 +49,7 @@ from bench_serving import (
     CpuMeter,
     fmt,
     free_port,
+    median_of,
     percentile,
     progress,
     ratio,
@@ -364,11 +365,6 @@ def run_direct_phase(args: argparse.Namespace, runs: Runs, model: Any) -> None:
 
 
 # --------------------------------------------------------------------------- report
-
-
-def median_of(runs: list[Run], metric: str) -> float | None:
-    values = [getattr(r, metric) for r in runs if getattr(r, metric) is not None]
-    return statistics.median(values) if values else None
 
 
 def summarize(runs: Runs) -> dict[str, dict[str, Any]]:

@@ -49,9 +49,11 @@ from bench_serving import (
     HEALTH_TIMEOUT_S,
     CpuMeter,
     Target,
+    _ms,
     chat_body,
     fmt,
     free_port,
+    median_of,
     percentile,
     process_cpu_s,
     progress,
@@ -421,10 +423,6 @@ async def load_run(target: Target, args: argparse.Namespace, round_: int, bystan
     )
 
 
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000
-
-
 def run_throughput_part(args: argparse.Namespace, work: Path) -> tuple[dict[str, list[LoadRun]], dict[str, Any]]:
     names = CONFIGS if args.redis else [OFF, MEMORY]
     runs: dict[str, list[LoadRun]] = {name: [] for name in names}
@@ -470,11 +468,6 @@ def run_throughput_part(args: argparse.Namespace, work: Path) -> tuple[dict[str,
 
 
 # --------------------------------------------------------------------------- reporting
-
-
-def median_of(runs: Sequence[Any], metric: str) -> float | None:
-    values = [getattr(r, metric) for r in runs if getattr(r, metric) is not None]
-    return statistics.median(values) if values else None
 
 
 def markdown(headers: list[str], rows: list[list[str]]) -> str:

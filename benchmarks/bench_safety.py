@@ -50,8 +50,10 @@ from bench_serving import (
     PROMPT,
     CpuMeter,
     Target,
+    _ms,
     fmt,
     free_port,
+    median_of,
     percentile,
     progress,
     ratio,
@@ -124,10 +126,6 @@ class Run:
     first_error: str | None
     attempt: int = 1
     waited_s: float = 0.0
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000
 
 
 # --------------------------------------------------------------------------- load generator
@@ -391,11 +389,6 @@ def run_all(args: argparse.Namespace, target: Target) -> Runs:
 
 
 # --------------------------------------------------------------------------- reporting
-
-
-def median_of(runs: list[Run], metric: str) -> float | None:
-    values = [getattr(r, metric) for r in runs if getattr(r, metric) is not None]
-    return statistics.median(values) if values else None
 
 
 METRICS = ["requests_per_s", "latency_p50_ms", "ttft_p50_ms", "server_cpu_ms_per_request"]

@@ -572,7 +572,8 @@ def run_overhead_part(args: argparse.Namespace, log_dir: Path) -> Runs:
 # --------------------------------------------------------------------------- reporting
 
 
-def median_of(stats: list[RunStats], metric: str) -> float | None:
+def median_of(stats: Sequence[Any], metric: str) -> float | None:
+    """The median of ``metric`` over runs of any kind, skipping runs where it is None."""
     values = [getattr(s, metric) for s in stats if getattr(s, metric) is not None]
     return statistics.median(values) if values else None
 
