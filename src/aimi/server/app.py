@@ -287,6 +287,5 @@ def create_app(
     app.state.loading = []
     app.state.shadow_tasks = set()
     app.state.metering, app.state.ledger_store = build_metering(settings)
-    app.state.quotas, app.state.metrics = app.state.metering.quotas, app.state.metering.metrics
-    app.state.metrics.gauges(lambda: gauges(app.state))
+    app.state.metering.metrics.gauges(lambda: gauges(app.state))
     return app

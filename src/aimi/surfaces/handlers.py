@@ -129,18 +129,18 @@ def _meter(request: Request) -> Meter:
 async def _reserve(request: Request, deployment: Deployment, tokens: int) -> Meter:
     """Charge the request and ``tokens`` against its deployment's and key's quotas (429 past them)."""
     meter = _meter(request)
-    state = request.app.state
+    metering = request.app.state.metering
     principal = request.scope.get("state", {}).get("principal")
-    await admission.admit(state.quotas, state.metrics, meter, admission.scopes(deployment, principal), tokens)
+    charged = admission.scopes(deployment, principal)
+    await admission.admit(metering.quotas, metering.metrics, meter, charged, tokens)
     return meter
 
 
-def _serving(routed: Routed, kind: str, request: Request | None = None) -> Deployment:
-    """The routed deployment, if it serves ``kind`` requests and can take one now."""
+def _serving(routed: Routed, kind: str, request: Request) -> Deployment:
+    """The routed deployment, if it serves ``kind`` requests (and now the one the request is metered to)."""
     deployment = routed.deployment
-    if request is not None:
-        meter = _meter(request)
-        meter.deployment, meter.model, meter.prices = deployment.name, deployment.display_name, deployment.prices
+    meter = _meter(request)
+    meter.deployment, meter.model, meter.prices = deployment.name, deployment.display_name, deployment.prices
     what, capability = _KINDS[kind]
     if not getattr(deployment.engine.capabilities, capability):
         raise ApiError(

@@ -60,9 +60,9 @@ class AuthMiddleware:
             # Public paths answer everyone; a valid key there may see more (/health's details).
             await self.app(scope, receive, send)
             return
-        metrics = getattr(scope["app"].state, "metrics", None) if "app" in scope else None
-        if metrics is not None:
-            metrics.unauthorized.inc()
+        metering = getattr(scope["app"].state, "metering", None) if "app" in scope else None
+        if metering is not None:
+            metering.metrics.unauthorized.inc()
         response = error_response(unauthorized())
         response.headers["www-authenticate"] = 'Bearer, ApiKey header="api-key"'
         await response(scope, receive, send)
