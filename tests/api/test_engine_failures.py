@@ -95,9 +95,9 @@ def test_the_server_keeps_serving_after_a_failed_stream(failing_server: InProces
         health = http.get("/health")
         assert health.status_code == 200
         assert {k: health.json()[k] for k in ("status", "deployments")} == {
-                "status": "ok",
-                "deployments": {"fake-model": "ready"},
-            }
+            "status": "ok",
+            "deployments": {"fake-model": "ready"},
+        }
         # Two tokens: fewer than fail_after, so this one completes.
         response = http.post("/chat/completions", json={**CHAT, "max_tokens": 2})
         assert response.status_code == 200, response.text
