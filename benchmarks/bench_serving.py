@@ -395,7 +395,9 @@ def serve(name: str, command: list[str], port: int, log_dir: Path) -> Iterator[T
     with log_path.open("ab") as log:
         log.write(f"\n$ {' '.join(command)}\n".encode())
         log.flush()
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+        # The deployment quotas (1,000 requests a minute by default) would refuse the load itself.
+        env = {**os.environ, "AIMI_QUOTA_REQUESTS_PER_MINUTE": "0", "AIMI_QUOTA_TOKENS_PER_MINUTE": "0"}
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         started = time.perf_counter()
