@@ -23,6 +23,7 @@ import uvicorn
 from aimi.deployments.build import DeploymentSpec, from_settings
 from aimi.deployments.profile import ModelProfile
 from aimi.deployments.sources import ResolvedModel, resolve
+from aimi.runtime import runtime_of
 from aimi.server import create_app
 from aimi.settings import DEFAULT_MODEL, Settings
 
@@ -64,11 +65,11 @@ class InProcessServer:
 
     @property
     def engine(self) -> Any:
-        return next(iter(self.app.state.deployments)).engine
+        return next(iter(runtime_of(self.app).deployments)).engine
 
     @property
     def deployment(self) -> Any:
-        return next(iter(self.app.state.deployments))
+        return next(iter(runtime_of(self.app).deployments))
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self.headers, timeout=30, **kwargs)

@@ -10,6 +10,7 @@ import pytest
 
 from aimi.deployments.build import from_settings
 from aimi.deployments.profile import ModelProfile
+from aimi.runtime import runtime_of
 from aimi.settings import Settings
 from tests.conftest import FAKE_MODEL, InProcessServer, in_process, wait_until
 
@@ -164,7 +165,7 @@ def test_health_shows_each_deployment_only_to_a_caller_with_a_key(scoped: InProc
     assert httpx.get(f"{scoped.url}/health", headers={"api-key": "wrong"}).json() == {"status": "ok"}
     limited = httpx.get(f"{scoped.url}/health", headers={"api-key": "alpha-only-key-0123456789"}).json()
     assert limited["deployments"] == {"alpha": "ready"}
-    ledger = scoped.app.state.metering.ledger
+    ledger = runtime_of(scoped.app).ledger
     wait_until(lambda: ledger.pending == 0, 10, "the earlier requests' usage records written")
     full = httpx.get(f"{scoped.url}/health", headers={"api-key": "every-deployment-key-0123"}).json()
     assert full == {
@@ -202,7 +203,7 @@ def test_an_endpoint_splits_traffic_by_weight(split: InProcessServer) -> None:
 
 
 def test_an_endpoint_mirrors_to_its_shadow_whose_answers_are_discarded(split: InProcessServer) -> None:
-    shadow = next(d for d in split.app.state.deployments if d.name == "shadow").engine
+    shadow = next(d for d in runtime_of(split.app).deployments if d.name == "shadow").engine
     before = shadow.completed
     with split.client() as client:
         answers = {_text(client.post("/chat/completions", json={**CHAT, "model": "live"})) for _ in range(5)}

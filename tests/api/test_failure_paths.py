@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from aimi.engines.api import Event, GenerationRequest, TextDelta
+from aimi.runtime import runtime_of
 from tests.api.helpers import assert_error, sse_payloads
 from tests.conftest import in_process, wait_until
 
@@ -20,8 +21,8 @@ def _record(server: Any, request_id: str) -> dict[str, Any]:
     from aimi.usage.store import usage_records
 
     def found() -> dict[str, Any] | None:
-        server.app.state.metering.ledger.flush(1)
-        with server.app.state.ledger_store.engine.connect() as connection:
+        runtime_of(server.app).ledger.flush(1)
+        with runtime_of(server.app).store.engine.connect() as connection:
             row = connection.execute(usage_records.select().where(usage_records.c.id == request_id)).mappings().first()
         return dict(row) if row else None
 
@@ -43,7 +44,7 @@ def _buggy(engine: Any) -> None:
 
 def test_an_engine_bug_fails_the_request_and_never_passes_for_a_whole_answer(caplog: pytest.LogCaptureFixture) -> None:
     with in_process() as server:
-        _buggy(server.app.state.deployments.resolve(None).engine)
+        _buggy(runtime_of(server.app).deployments.resolve(None).engine)
         with server.client() as client:
             whole = client.post("/chat/completions", json=CHAT)
             assert_error(whole, 500, "engine_error")
@@ -65,7 +66,9 @@ def test_a_request_refused_by_a_full_queue_is_not_charged_its_prompt() -> None:
         with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as client:
             held_request = {**CHAT, "stream": True, "max_tokens": 200}
             with client.stream("POST", "/chat/completions", json=held_request) as held:
-                wait_until(lambda: server.app.state.deployments.resolve(None).in_flight == 1, 10, "the slot taken")
+                wait_until(
+                    lambda: runtime_of(server.app).deployments.resolve(None).in_flight == 1, 10, "the slot taken"
+                )
                 refused = client.post("/chat/completions", json=CHAT)
                 assert_error(refused, 429, "TooManyRequests")
                 assert held.status_code == 200
@@ -94,10 +97,10 @@ def test_the_default_ledger_is_readable_by_its_owner_only() -> None:
     import stat
 
     with in_process() as server:
-        home = server.app.state.settings.home
+        home = runtime_of(server.app).settings.home
         with server.client() as client:
             assert client.post("/chat/completions", json=CHAT).status_code == 200
-        wait_until(lambda: server.app.state.metering.ledger.written == 1, 10, "the record written")
+        wait_until(lambda: runtime_of(server.app).ledger.written == 1, 10, "the record written")
         modes = {name: stat.S_IMODE(os.stat(home / name).st_mode) for name in os.listdir(home)}
     assert modes == {"usage.db": 0o600, "usage.db-wal": 0o600, "usage.db-shm": 0o600}
 
@@ -109,4 +112,4 @@ def test_requests_without_a_valid_key_are_counted_in_the_metrics_not_the_ledger(
         with server.client() as client:
             text = client.get("/metrics").text
         assert "aimi_unauthorized_requests_total 3.0" in text.splitlines()
-        assert server.app.state.metering.ledger.pending + server.app.state.metering.ledger.written == 0
+        assert runtime_of(server.app).ledger.pending + runtime_of(server.app).ledger.written == 0

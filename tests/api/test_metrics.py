@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aimi.auth.keys import ApiKey
 from aimi.deployments.build import from_settings
 from aimi.quota.api import QuotaLimits
+from aimi.runtime import runtime_of
 from aimi.settings import Settings
 from tests.api.helpers import CHAT, COMPLETION, abort, assert_error, open_request
 from tests.conftest import FAKE_MODEL, KEY, InProcessServer, in_process, wait_until
@@ -207,13 +208,13 @@ def gauged() -> Iterator[InProcessServer]:
         replace(base, name="broken", engine_config=options(fail_load=True)),
     ]
     with in_process(specs=specs, keys=_keys(), wait_ready=False) as running:
-        hang = next(d for d in running.app.state.deployments if d.name == "hang")
+        hang = next(d for d in runtime_of(running.app).deployments if d.name == "hang")
         wait_until(lambda: hang.loaded, SETTLE, "the hanging deployment to load")
         yield running
 
 
 def test_gauges_show_busy_slots_the_queue_and_engine_health(gauged: InProcessServer) -> None:
-    hang = next(d for d in gauged.app.state.deployments if d.name == "hang")
+    hang = next(d for d in runtime_of(gauged.app).deployments if d.name == "hang")
 
     def gauges() -> tuple[float | None, ...]:
         samples = scrape(gauged)

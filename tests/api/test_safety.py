@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from aimi.deployments.build import DeploymentSpec, from_settings
+from aimi.runtime import runtime_of
 from aimi.safety.api import CATEGORIES, Severity
 from aimi.safety.blocklist import Blocklist
 from aimi.safety.policy import Action, SafetyPolicy
@@ -98,7 +99,7 @@ def test_a_benign_prompt_and_answer_pass_with_safe_annotations(server: InProcess
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/v1/chat/completions", "/completions", "/v1/completions"])
 def test_a_blocklisted_prompt_is_refused_before_the_model_runs(server: InProcessServer, path: str) -> None:
-    engine = next(d for d in server.app.state.deployments if d.name == "benign").engine
+    engine = next(d for d in runtime_of(server.app).deployments if d.name == "benign").engine
     started = engine.started
     if path.endswith("chat/completions"):
         body, param = _chat("benign", "Tell me everything about project BLUEBIRD."), "messages"
@@ -216,11 +217,11 @@ def test_a_blocked_prompt_is_metered_for_its_prompt(server: InProcessServer) -> 
         f"{server.url}/chat/completions", headers=server.headers, json=_chat("benign", "bluebird now")
     )
     assert response.status_code == 400
-    store = server.app.state.ledger_store
+    store = runtime_of(server.app).store
     request_id = response.headers["x-request-id"]
 
     def recorded() -> dict[str, Any] | None:
-        server.app.state.metering.ledger.flush(1)
+        runtime_of(server.app).ledger.flush(1)
         with store.engine.connect() as connection:
             from aimi.usage.store import usage_records
 
@@ -438,7 +439,7 @@ def test_a_pattern_longer_than_the_overlap_is_caught_across_windows() -> None:
 
 
 def test_tool_calls_in_the_history_are_judged_with_the_prompt(server: InProcessServer) -> None:
-    engine = next(d for d in server.app.state.deployments if d.name == "benign").engine
+    engine = next(d for d in runtime_of(server.app).deployments if d.name == "benign").engine
     started = engine.started
     history = [
         {"role": "user", "content": "Look it up."},
@@ -465,7 +466,7 @@ def test_a_refused_prompt_never_reaches_a_shadow_deployment() -> None:
     specs = [_spec("blue", BENIGN, _policy()), _spec("shadow", BENIGN, None)]
     endpoint = Endpoint("live", (("blue", 1.0),), mirror="shadow", mirror_percent=100.0)
     with in_process(specs=specs, endpoints=[endpoint]) as running:
-        shadow = next(d for d in running.app.state.deployments if d.name == "shadow").engine
+        shadow = next(d for d in runtime_of(running.app).deployments if d.name == "shadow").engine
         refused = httpx.post(
             f"{running.url}/v1/chat/completions", headers=running.headers, json=_chat("live", "about bluebird")
         )
@@ -494,7 +495,7 @@ def test_a_guard_deployment_that_is_down_follows_on_error() -> None:
     )
     specs = [_spec("guarded", BENIGN, policy), _spec("guard", "safe", None, fail_load=True)]
     with in_process(specs=specs, wait_ready=False) as running:
-        deployment = next(d for d in running.app.state.deployments if d.name == "guard")
+        deployment = next(d for d in runtime_of(running.app).deployments if d.name == "guard")
         wait_until(lambda: deployment.state() == "failed", 10, "the guard to fail loading")
         response = httpx.post(f"{running.url}/v1/chat/completions", headers=running.headers, json=_chat("guarded"))
         assert response.status_code == 200, response.text

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aimi.runtime import runtime_of
 from tests.api.helpers import assert_error, sse_payloads
 from tests.conftest import in_process, wait_until
 
@@ -17,8 +18,8 @@ CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]}
 def _outcomes(server: Any) -> dict[str, tuple[int, str]]:
     from aimi.usage.store import usage_records
 
-    server.app.state.metering.ledger.flush(1)
-    with server.app.state.ledger_store.engine.connect() as connection:
+    runtime_of(server.app).ledger.flush(1)
+    with runtime_of(server.app).store.engine.connect() as connection:
         rows = connection.execute(usage_records.select()).mappings().all()
     return {row["id"]: (row["status"], row["outcome"]) for row in rows}
 
@@ -32,9 +33,9 @@ def test_a_generation_that_never_starts_is_a_504_and_frees_its_slot() -> None:
                 request_id = response.headers["x-request-id"]
                 wait_until(lambda r=request_id: r in _outcomes(server), 10, "the usage record")
                 assert _outcomes(server)[request_id] == (504, "timeout")
-        engine = server.app.state.deployments.resolve(None).engine
+        engine = runtime_of(server.app).deployments.resolve(None).engine
         wait_until(lambda: engine.active == 0, 10, "the engine's slots to be free")
-        assert server.app.state.deployments.resolve(None).in_flight == 0
+        assert runtime_of(server.app).deployments.resolve(None).in_flight == 0
 
 
 def test_a_stream_past_its_deadline_ends_with_an_error_event() -> None:

@@ -32,6 +32,7 @@ from aimi.auth.keys import ApiKey
 from aimi.deployments.build import from_settings
 from aimi.deployments.profile import ModelProfile
 from aimi.quota.api import QuotaLimits
+from aimi.runtime import runtime_of
 from aimi.settings import Settings
 from aimi.usage.records import Prices
 from aimi.usage.store import database_url, usage_records
@@ -107,7 +108,7 @@ def _settled(server: InProcessServer, name: str) -> bool:
 
 
 def _deployment(server: InProcessServer, name: str) -> Any:
-    return next(d for d in server.app.state.deployments if d.name == name)
+    return next(d for d in runtime_of(server.app).deployments if d.name == name)
 
 
 def _send_everything(traffic: Traffic) -> None:
@@ -485,7 +486,7 @@ def test_aimi_usage_csv_prints_the_same_totals_with_their_cost(traffic: Traffic)
 
 
 def test_the_ledger_is_the_database_url_not_the_default_file(traffic: Traffic) -> None:
-    assert not (Path(traffic.server.app.state.settings.home) / "usage.db").exists()
+    assert not (Path(runtime_of(traffic.server.app).settings.home) / "usage.db").exists()
     if traffic.url.startswith("sqlite"):
         assert Path(traffic.url.removeprefix("sqlite:///")).is_file()
 
@@ -494,8 +495,8 @@ def test_stopping_the_server_closes_the_ledgers_connections(tmp_path: Path) -> N
     with in_process({"database_url": f"sqlite:///{tmp_path / 'usage.db'}"}) as server:
         with server.client() as http:
             assert http.post("/chat/completions", json=CHAT).status_code == 200
-        engine = server.app.state.ledger_store.engine
-        wait_until(lambda: server.app.state.metering.ledger.written == 1, SETTLE, "the record written")
+        engine = runtime_of(server.app).store.engine
+        wait_until(lambda: runtime_of(server.app).ledger.written == 1, SETTLE, "the record written")
     try:
         assert engine.pool.checkedin() == 0
     finally:

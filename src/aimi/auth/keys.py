@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.types import Scope
+
 from aimi.quota.api import QuotaLimits
 
 KEY_FILE = "api-key"
@@ -85,6 +87,13 @@ class KeyVerifier:
 
     def verify(self, presented: str) -> bool:
         return self.identify(presented) is not None
+
+
+def principal_of(scope: Scope) -> Principal | None:
+    """The caller the auth middleware identified; None without auth, or on a public path
+    called without a key."""
+    principal: Principal | None = scope.get("state", {}).get("principal")
+    return principal
 
 
 class KeyRing:

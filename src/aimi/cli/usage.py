@@ -15,7 +15,6 @@ from typing import Any
 import sqlalchemy.exc
 from pydantic import ValidationError
 
-from aimi.server.observability import ledger_url
 from aimi.settings import Settings
 from aimi.usage import report, store
 
@@ -51,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"aimi: cannot group by {', '.join(unknown)}; choose from {', '.join(report.GROUPS)}", file=sys.stderr)
         return 1
     try:
-        url = args.database or ledger_url(Settings())
+        settings = Settings()
+        url = args.database or store.ledger_url(settings.home, settings.database_url)
     except ValidationError as exc:
         print(f"aimi: invalid settings: {exc}", file=sys.stderr)
         return 1

@@ -2,8 +2,8 @@
 
 The reservation is the prompt's tokens (as the engine counts them, chat template included)
 plus the most the request may generate: ``max_tokens`` (or the deployment's cap) for each
-choice it asks for. It is charged atomically against the deployment's and the key's limits; the
-metering middleware settles it to the true usage when the request ends.
+choice it asks for. It is charged atomically against the deployment's and the key's limits, and
+settled to the true usage when the request ends (:mod:`aimi.pipeline.settle`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import math
 from aimi.auth.keys import Principal
 from aimi.deployments.registry import Deployment
 from aimi.engines.api import EmbeddingRequest, GenerationRequest
+from aimi.pipeline.context import RequestContext
 from aimi.protocol.errors import ApiError, service_unavailable
 from aimi.quota.api import Decision, Refusal, Scope
 from aimi.quota.guard import Quotas, Unavailable
-from aimi.usage.meter import Meter
 from aimi.usage.metrics import Metrics
 
 _TEMPLATE_TOKENS_PER_TURN = 8
@@ -76,17 +76,17 @@ def _refused(decision: Decision, tokens: int) -> ApiError:
     )
 
 
-async def admit(quotas: Quotas, metrics: Metrics, meter: Meter, charged: list[Scope], tokens: int) -> None:
+async def admit(quotas: Quotas, metrics: Metrics, context: RequestContext, charged: list[Scope], tokens: int) -> None:
     """Reserve ``tokens`` and one request in every scope of ``charged``, or raise the 429 (or the
     503 when the shared backend is down and the policy is to fail closed)."""
     if not charged:
         return
     try:
-        decision, reservation = await quotas.reserve(charged, tokens, meter.id)
+        decision, reservation = await quotas.reserve(charged, tokens, context.id)
     except Unavailable as exc:
         raise service_unavailable(f"{exc}; retry shortly", retry_after=1) from None
-    meter.remaining = decision.remaining
+    context.remaining = decision.remaining
     if not decision.admitted:
         metrics.rate_limited.labels((decision.scope or "").split(":")[0], str(decision.refusal)).inc()
         raise _refused(decision, tokens)
-    meter.reservation = reservation
+    context.reservation = reservation

@@ -1,4 +1,4 @@
-"""Driving an engine for one request: admission, the first event, the rest, and the settling.
+"""Driving an engine for one request: its choices, the first event, the rest, and the usage.
 
 A generation is opened by waiting for its first event, so everything the engine can refuse
 (a prompt longer than the context) is refused before a byte of the 200 goes out. After that,
@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aimi.deployments.registry import Deployment
 from aimi.engines.api import (
     EngineDead,
     Event,
@@ -25,10 +24,9 @@ from aimi.engines.api import (
     ToolCallDelta,
     Usage,
 )
-from aimi.pipeline.controls import Work
+from aimi.pipeline.context import RequestContext
 from aimi.protocol.errors import ApiError, service_unavailable
-from aimi.safety.filter import Annotation, ContentFilter
-from aimi.usage.meter import Meter
+from aimi.safety.filter import Annotation
 from aimi.usage.records import Outcome
 
 log = logging.getLogger(__name__)
@@ -52,19 +50,19 @@ class Generation:
 
     Opening waits until every choice has produced its first event, so what the engine refuses is
     refused before the response starts. Always :meth:`close` it (the response does so in a
-    ``finally``): closing stops the engine's work and frees the deployment's place.
+    ``finally``): closing stops the engine's work and gives the request's slot back. Tokens are
+    counted on the request's context as they come, so an abort or a failure still meters what ran.
     """
 
-    def __init__(self, deployment: Deployment, work: Work, meter: Meter | None = None, timeout: float = 600) -> None:
-        self.deployment = deployment
-        self.work = work
-        self.request = work.request
-        # The request's account: tokens as they come, so an abort or a failure still meters what ran.
-        self.meter = meter if meter is not None else Meter(work.request.request_id, "", "", None)
-        self.timeout = timeout
+    def __init__(self, context: RequestContext) -> None:
+        assert context.work is not None, "the canonicalise step comes first"
+        self.context = context
+        self.deployment = context.serving()
+        self.work = context.work
+        self.request = context.work.request
+        self.timeout = context.runtime.settings.request_timeout
         self._deadline = 0.0
         self._produced: dict[int, int] = {}
-        self.safety: ContentFilter | None = deployment.safety
         self._reported: dict[int, Usage] = {}
         self._queue: asyncio.Queue[tuple[int, Event | RequestFailed | EngineDead | None]] = asyncio.Queue()
         self._started: list[asyncio.Event] = []
@@ -88,17 +86,10 @@ class Generation:
         ]
 
     @classmethod
-    async def open(
-        cls, deployment: Deployment, work: Work, meter: Meter | None = None, timeout: float = 600
-    ) -> Generation:
-        try:
-            deployment.ready().admit()
-        except ApiError:
-            if meter is not None:
-                meter.prompt_tokens = 0  # refused before the engine read anything
-            raise
-        generation = cls(deployment, work, meter, timeout)
-        generation._deadline = asyncio.get_running_loop().time() + timeout
+    async def open(cls, context: RequestContext) -> Generation:
+        """Start every choice of the request (which holds its slot) and wait for their first events."""
+        generation = cls(context)
+        generation._deadline = asyncio.get_running_loop().time() + generation.timeout
         try:
             for i, request in enumerate(generation._choices()):
                 generation._started.append(asyncio.Event())
@@ -108,15 +99,17 @@ class Generation:
                     for started in generation._started:
                         await started.wait()
             except TimeoutError:
-                generation.meter.fail(Outcome.TIMEOUT)
-                raise ApiError("timeout", f"the generation did not start within {timeout:g} seconds") from None
+                context.fail(Outcome.TIMEOUT)
+                raise ApiError(
+                    "timeout", f"the generation did not start within {generation.timeout:g} seconds"
+                ) from None
             if generation._early:
                 failure = next(iter(generation._early.values()))
                 if isinstance(failure, RequestFailed) and failure.client_error:
-                    generation.meter.prompt_tokens = 0  # refused before the model read anything
+                    context.prompt_tokens = 0  # refused before the model read anything
                 else:
-                    generation.meter.fail(Outcome.ENGINE_ERROR)
-                raise engine_error(failure, work.request)
+                    context.fail(Outcome.ENGINE_ERROR)
+                raise engine_error(failure, generation.request)
         except BaseException:
             await generation.close()
             raise
@@ -142,17 +135,13 @@ class Generation:
             self._queue.put_nowait((index, None))
             started.set()
 
-    async def events(self) -> AsyncIterator[Event | Annotation]:
+    async def events(self) -> AsyncIterator[Event]:
         """Every event of every choice, then one :class:`Usage`; engine failures raise :class:`ApiError`.
-        With content safety, text is released only once judged (see :mod:`aimi.safety.filter`)."""
+        With tools, the model's answer is read back into tool calls."""
         events: AsyncIterator[Any] = self._merged()
         if self.work.tools is not None:
             events = self.work.tools.read(events)
-        if self.safety is not None:
-            events = self.safety.guard(events, self.stop_choice)
         async for event in events:
-            if isinstance(event, Finish) and event.reason in ("content_filter", "content_filter_error"):
-                self.meter.fail(Outcome.CONTENT_FILTER)
             yield event
 
     def stop_choice(self, index: int) -> None:
@@ -164,7 +153,7 @@ class Generation:
         """The usage so far: the engine's own counts for finished choices, the pieces produced for
         the others; the prompt once (the engine's count, else aimi's)."""
         reported = list(self._reported.values())
-        prompt = reported[0].prompt_tokens if reported else self.meter.prompt_tokens
+        prompt = reported[0].prompt_tokens if reported else self.context.prompt_tokens
         completion = sum(
             self._reported[i].completion_tokens if i in self._reported else self._produced.get(i, 0)
             for i in range(len(self._tasks))
@@ -173,7 +162,7 @@ class Generation:
 
     def _account(self) -> None:
         usage = self._usage()
-        self.meter.prompt_tokens, self.meter.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        self.context.prompt_tokens, self.context.completion_tokens = usage.prompt_tokens, usage.completion_tokens
 
     async def _merged(self) -> AsyncIterator[Event]:
         remaining = len(self._tasks)
@@ -182,14 +171,14 @@ class Generation:
                 async with asyncio.timeout_at(self._deadline):
                     index, item = await self._queue.get()
             except TimeoutError:
-                self.meter.fail(Outcome.TIMEOUT)
+                self.context.fail(Outcome.TIMEOUT)
                 log.warning("generation %s passed its %gs deadline", self.request.request_id, self.timeout)
                 raise ApiError("timeout", f"the generation ran longer than {self.timeout:g} seconds") from None
             if item is None:
                 remaining -= 1
             elif isinstance(item, RequestFailed | EngineDead):
                 log.warning("generation %s failed after the response started: %s", self.request.request_id, item)
-                self.meter.fail(Outcome.ENGINE_ERROR)
+                self.context.fail(Outcome.ENGINE_ERROR)
                 raise engine_error(item, self.request)
             elif isinstance(item, Usage):
                 self._reported[index] = item
@@ -197,7 +186,7 @@ class Generation:
             else:
                 if isinstance(item, TextDelta | ToolCallDelta):
                     self._produced[index] = self._produced.get(index, 0) + 1
-                    self.meter.token()
+                    self.context.token()
                     self._account()
                 yield replace(item, index=index)
         usage = self._usage()
@@ -208,7 +197,7 @@ class Generation:
         if self._closed:
             return
         self._closed = True
-        self.deployment.release()
+        self.context.release_slot()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -271,15 +260,17 @@ class Result:
         return best
 
 
-async def gather(generation: Generation) -> Result:
-    """Run a generation to its end and collect it (the best ``n`` when ``best_of`` asked for more)."""
+async def collect(context: RequestContext) -> Result:
+    """Run the request's generation to its end and gather it (the best ``n`` when ``best_of``
+    asked for more): the whole answer of a request that is not streamed."""
+    assert context.generation is not None and context.events is not None, "the generate step comes first"
     result = Result()
     try:
-        async for event in generation.events():
+        async for event in context.events:
             result.add(event)
     finally:
-        await generation.close()
-    work = generation.work
+        await context.generation.close()
+    work = context.generation.work
     if work.candidates > work.n:
         return result.best(work.n, keep_logprobs=work.request.logprobs is not None)
     return result

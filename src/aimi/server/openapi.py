@@ -19,7 +19,7 @@ from aimi.protocol import responses as out
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
 from aimi.protocol.embeddings import AzureEmbeddingsRequest, AzureImageEmbeddingsRequest, OpenAIEmbeddingsRequest
-from aimi.surfaces.responses import JSONResponse
+from aimi.surfaces.json_response import JSONResponse
 
 # Azure clients append routes to whatever endpoint they were given: the Foundry style ends
 # in /models, the 2025 spec's host template in /api/models.

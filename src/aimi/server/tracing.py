@@ -12,6 +12,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aimi import __version__
+from aimi.auth.keys import principal_of
 
 
 def tracer_provider(endpoint: str) -> Any:
@@ -61,20 +62,20 @@ class TracingMiddleware:
                 state = scope.get("state", {})
                 span.set_attribute("http.response.status_code", status)
                 span.set_attribute("aimi.request_id", state.get("request_id", ""))
-                principal = state.get("principal")
+                principal = principal_of(scope)
                 if principal is not None:
                     span.set_attribute("aimi.key", principal.name)
-                meter = state.get("meter")
-                if meter is not None:
-                    span.set_attribute("aimi.route", meter.route)
-                    span.set_attribute("aimi.surface", meter.surface)
-                    if meter.deployment is not None:
-                        span.set_attribute("aimi.deployment", meter.deployment)
-                    span.set_attribute("gen_ai.usage.input_tokens", meter.prompt_tokens)
-                    span.set_attribute("gen_ai.usage.output_tokens", meter.completion_tokens)
-                    if meter.ttft_ms is not None:
-                        span.set_attribute("aimi.ttft_ms", meter.ttft_ms)
-                    if meter.outcome is not None:
-                        span.set_attribute("aimi.outcome", meter.outcome.value)
+                context = state.get("context")
+                if context is not None:
+                    span.set_attribute("aimi.route", context.kind.value)
+                    span.set_attribute("aimi.surface", context.surface)
+                    if context.deployment is not None:
+                        span.set_attribute("aimi.deployment", context.deployment.name)
+                    span.set_attribute("gen_ai.usage.input_tokens", context.prompt_tokens)
+                    span.set_attribute("gen_ai.usage.output_tokens", context.completion_tokens)
+                    if context.ttft_ms is not None:
+                        span.set_attribute("aimi.ttft_ms", context.ttft_ms)
+                    if context.outcome is not None:
+                        span.set_attribute("aimi.outcome", context.outcome.value)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))

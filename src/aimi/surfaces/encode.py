@@ -158,3 +158,14 @@ def _tool_call_delta(call: ToolCallDelta) -> dict[str, Any]:
         "type": "function",
         "function": {"name": call.name, "arguments": call.arguments},
     }
+
+
+def embeddings_body(model: str, vectors: list[list[float] | list[int] | str], prompt_tokens: int) -> dict[str, Any]:
+    """The answer of both surfaces' embeddings routes."""
+    return {
+        "id": uuid.uuid4().hex,
+        "object": "list",
+        "model": model,
+        "data": [{"index": i, "object": "embedding", "embedding": v} for i, v in enumerate(vectors)],
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }

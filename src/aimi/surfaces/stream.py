@@ -14,21 +14,20 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from aimi.pipeline.generation import Generation
+from aimi.pipeline.context import RequestContext
 from aimi.protocol.errors import ApiError
 from aimi.surfaces.encode import Encoder
 from aimi.usage.records import Outcome
 
 
-class ClientGone(Exception):
-    """The client disconnected before its answer was ready."""
-
-
 class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, generation: Generation, encoder: Encoder) -> None:
-        self.generation = generation
+    def __init__(self, context: RequestContext, encoder: Encoder) -> None:
+        assert context.generation is not None and context.events is not None, "the generate step comes first"
+        self.context = context
+        self.generation = context.generation
+        self.events = context.events
         self.encoder = encoder
         self.status_code = 200
         self.background = None
@@ -41,13 +40,13 @@ class EventStreamResponse(Response):
             nonlocal ended
             try:
                 await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-                async for frame in self.encoder.stream(self.generation.events()):
+                async for frame in self.encoder.stream(self.events):
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
             except ApiError as exc:
                 ended = True
                 await send({"type": "http.response.body", "body": exc.sse_frame(), "more_body": True})
             except OSError:
-                self.generation.meter.fail(Outcome.ABORTED)  # the client went away while we were writing
+                self.context.fail(Outcome.ABORTED)  # the client went away while we were writing
             else:
                 ended = True
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -60,7 +59,7 @@ class EventStreamResponse(Response):
             while (await receive())["type"] != "http.disconnect":
                 pass
             if not ended:
-                self.generation.meter.fail(Outcome.ABORTED)
+                self.context.fail(Outcome.ABORTED)
             cancel.cancel()
 
         async with anyio.create_task_group() as group:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from aimi.usage.meter import Meter
+from aimi.usage.records import UsageRecord
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _TOKEN_GAP = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.5)
@@ -71,19 +71,21 @@ class Metrics:
         """Register gauges read at scrape time: ``read`` yields (name, help, labels, value)."""
         self.registry.register(_Gauges(read))
 
-    def observe(self, meter: Meter, status: int, seconds: float) -> None:
-        deployment = meter.deployment or ""
-        self.requests.labels(meter.route, deployment, str(status)).inc()
-        self.duration.labels(meter.route, deployment).observe(seconds)
-        if meter.prompt_tokens:
-            self.tokens.labels(deployment, "prompt").inc(meter.prompt_tokens)
-        if meter.completion_tokens:
-            self.tokens.labels(deployment, "completion").inc(meter.completion_tokens)
-        if meter.first_token is not None:
-            self.ttft.labels(deployment).observe(meter.first_token - meter.started)
-        if meter.gaps:
+    def observe(self, record: UsageRecord, seconds: float, ttft: float | None, gaps: Sequence[float]) -> None:
+        """Count a finished request: its record, how long it took, its time to first token and the
+        gaps between its tokens (seconds)."""
+        deployment = record.deployment or ""
+        self.requests.labels(record.route, deployment, str(record.status)).inc()
+        self.duration.labels(record.route, deployment).observe(seconds)
+        if record.prompt_tokens:
+            self.tokens.labels(deployment, "prompt").inc(record.prompt_tokens)
+        if record.completion_tokens:
+            self.tokens.labels(deployment, "completion").inc(record.completion_tokens)
+        if ttft is not None:
+            self.ttft.labels(deployment).observe(ttft)
+        if gaps:
             histogram: Any = self.inter_token.labels(deployment)
-            for gap in meter.gaps:
+            for gap in gaps:
                 histogram.observe(gap)
 
     def exposition(self) -> bytes:

@@ -48,3 +48,20 @@ class Prices:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.prompt_per_1m + completion_tokens * self.completion_per_1m) / 1_000_000
+
+
+def outcome_of(status: int) -> Outcome:
+    """How a request ended, from its status, when nothing on its way said otherwise."""
+    if status < 400:
+        return Outcome.OK
+    if status == 429:
+        return Outcome.RATE_LIMITED
+    if status == 499:
+        return Outcome.ABORTED
+    if status == 503:
+        return Outcome.UNAVAILABLE
+    if status == 504:
+        return Outcome.TIMEOUT
+    if status < 500:
+        return Outcome.REJECTED
+    return Outcome.SERVER_ERROR

@@ -4,8 +4,10 @@ through SQLAlchemy; its schema is kept by Alembic migrations that run at start."
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -81,3 +83,39 @@ def insert(engine: Engine, records: Sequence[UsageRecord]) -> None:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
     with engine.begin() as connection:
         connection.execute(dialect_insert(usage_records).on_conflict_do_nothing(index_elements=["id"]), rows)
+
+
+def ledger_url(home: Path, database_url: str | None) -> str:
+    """The ledger's database: ``database_url``, else the SQLite file in the state directory."""
+    return database_url or f"sqlite:///{home / 'usage.db'}"
+
+
+class LedgerStore:
+    """The ledger's database: its schema is brought up to date at start-up (and again on a write,
+    if the database was unreachable then), and records are inserted in batches."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = connect(url)
+        self._migrated = False
+
+    @classmethod
+    def open(cls, home: Path, database_url: str | None) -> LedgerStore:
+        """The store of a server's settings; the default SQLite file is its owner's alone."""
+        home.mkdir(parents=True, exist_ok=True)
+        if database_url is None:
+            # Like the key file beside it (SQLite gives its -wal and -shm files the same mode).
+            os.close(os.open(home / "usage.db", os.O_WRONLY | os.O_CREAT, 0o600))
+        return cls(ledger_url(home, database_url))
+
+    def ensure(self) -> None:
+        """Migrate the schema once; raises while the database is unreachable."""
+        if not self._migrated:
+            migrate(self.engine)
+            self._migrated = True
+
+    def write(self, records: Sequence[UsageRecord]) -> None:
+        self.ensure()
+        insert(self.engine, records)
+
+    def close(self) -> None:
+        self.engine.dispose()

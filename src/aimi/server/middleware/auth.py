@@ -11,7 +11,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aimi.auth.keys import KeyRing
 from aimi.protocol.errors import ApiError, unauthorized
-from aimi.surfaces.responses import error_response
+from aimi.runtime import runtime_of
+from aimi.surfaces.json_response import error_response
 
 PUBLIC_PATHS = frozenset({"/health", "/swagger.json", "/openapi.json"})
 
@@ -60,9 +61,7 @@ class AuthMiddleware:
             # Public paths answer everyone; a valid key there may see more (/health's details).
             await self.app(scope, receive, send)
             return
-        metering = getattr(scope["app"].state, "metering", None) if "app" in scope else None
-        if metering is not None:
-            metering.metrics.unauthorized.inc()
+        runtime_of(scope["app"]).metrics.unauthorized.inc()
         response = error_response(unauthorized())
         response.headers["www-authenticate"] = 'Bearer, ApiKey header="api-key"'
         await response(scope, receive, send)

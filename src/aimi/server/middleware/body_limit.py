@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aimi.protocol.errors import ApiError
-from aimi.surfaces.responses import error_response
+from aimi.surfaces.json_response import error_response
 
 
 def too_large(limit: int) -> ApiError:

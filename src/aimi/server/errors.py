@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from aimi.protocol.errors import ApiError
-from aimi.surfaces.responses import error_response
+from aimi.surfaces.json_response import error_response
 
 log = logging.getLogger(__name__)
 
