@@ -175,9 +175,13 @@ def test_health_shows_each_deployment_only_to_a_caller_with_a_key(scoped: InProc
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def split() -> Iterator[InProcessServer]:
-    """An endpoint "live" sending 80% to "blue" and 20% to "green", mirroring all of it to "shadow"."""
+    """An endpoint "live" sending 80% to "blue" and 20% to "green", mirroring all of it to "shadow".
+
+    One server per test: mirrored requests run in background tasks that outlive the response, so
+    on a shared server the shadow would still be serving an earlier test's mirrors while the next
+    test counts its own."""
     from aimi.deployments.registry import Endpoint
 
     settings = Settings(engine="fake", home="/nonexistent")
