@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
-import jsonschema  # type: ignore[import-untyped]
+import jsonschema  # type: ignore[import-untyped]  # jsonschema ships no type hints (types-jsonschema is not installed)
 import pytest
 
 from aimi.deployments.profile import ModelProfile
