@@ -94,9 +94,9 @@ def in_process(
     """An aimi app on the fake engine (unless ``settings`` say otherwise) in a background thread."""
     home = tempfile.mkdtemp(prefix="aimi-home-")
     values: dict[str, Any] = {"engine": "fake", "home": home, **(settings or {})}
-    settings = Settings(**values)
+    resolved = Settings(**values)
     app = create_app(
-        settings, specs or from_settings(settings, model), [KEY] if keys is None else keys, endpoints or ()
+        resolved, specs or from_settings(resolved, model), [KEY] if keys is None else keys, endpoints or ()
     )
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
+from typing import Any
 
 import httpx
 import pytest
 
-from aimi.deployments.build import from_settings
+from aimi.deployments.build import DeploymentSpec, from_settings
 from aimi.deployments.profile import ModelProfile
 from aimi.runtime import runtime_of
 from aimi.settings import Settings
@@ -22,7 +24,7 @@ def server() -> Iterator[InProcessServer]:
     settings = Settings(engine="fake", home="/nonexistent")
     [base] = from_settings(settings, FAKE_MODEL)
 
-    def chat(name: str, text: str) -> object:
+    def chat(name: str, text: str) -> DeploymentSpec:
         config = replace(base.engine_config, options={"text": text})
         return replace(base, name=name, display_name=name.title(), engine_config=config)
 
@@ -33,7 +35,7 @@ def server() -> Iterator[InProcessServer]:
         replace(base, name="vectors", display_name="Vectors", engine_config=embed_config,
                 profile=ModelProfile(model_type="embeddings")),
     ]  # fmt: skip
-    with in_process(specs=specs) as running:  # type: ignore[arg-type]
+    with in_process(specs=specs) as running:
         yield running
 
 
@@ -97,8 +99,8 @@ def test_without_a_name_several_deployments_are_a_400_saying_how_to_name_one(ser
     ],
 )
 def test_an_unknown_name_is_a_404_that_does_not_list_the_others(
-    server: InProcessServer, path: str, kwargs: dict
-) -> None:  # type: ignore[type-arg]
+    server: InProcessServer, path: str, kwargs: dict[str, Any]
+) -> None:
     with server.client() as client:
         response = client.request("GET" if path == "/info" else "POST", path, **kwargs)
     assert response.status_code == 404
@@ -133,7 +135,7 @@ def scoped() -> Iterator[InProcessServer]:
         ApiKey.from_secret("alpha-only-key-0123456789", "alpha-team", frozenset({"alpha"})),
         ApiKey.from_secret("every-deployment-key-0123", "platform"),
     ]
-    with in_process(specs=specs, keys=keys) as running:  # type: ignore[arg-type]
+    with in_process(specs=specs, keys=keys) as running:
         yield running
 
 
@@ -176,20 +178,24 @@ def test_health_shows_each_deployment_only_to_a_caller_with_a_key(scoped: InProc
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def split() -> Iterator[InProcessServer]:
-    """An endpoint "live" sending 80% to "blue" and 20% to "green", mirroring all of it to "shadow"."""
+    """An endpoint "live" sending 80% to "blue" and 20% to "green", mirroring all of it to "shadow".
+
+    One server per test: mirrored requests run in background tasks that outlive the response, so
+    on a shared server the shadow would still be serving an earlier test's mirrors while the next
+    test counts its own."""
     from aimi.deployments.registry import Endpoint
 
     settings = Settings(engine="fake", home="/nonexistent")
     [base] = from_settings(settings, FAKE_MODEL)
 
-    def fake(name: str) -> object:
+    def fake(name: str) -> DeploymentSpec:
         return replace(base, name=name, engine_config=replace(base.engine_config, options={"text": name}))
 
     endpoint = Endpoint("live", (("blue", 80.0), ("green", 20.0)), mirror="shadow", mirror_percent=100.0)
     specs = [fake("blue"), fake("green"), fake("shadow")]
-    with in_process(specs=specs, endpoints=[endpoint]) as running:  # type: ignore[arg-type]
+    with in_process(specs=specs, endpoints=[endpoint]) as running:
         yield running
 
 
@@ -216,23 +222,24 @@ def test_endpoints_are_listed_and_named_in_keys_like_deployments(split: InProces
         assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["blue", "green", "shadow", "live"]
 
 
-def _on_demand(idle: float, cap: int = 0) -> object:
+def _on_demand(idle: float, cap: int = 0) -> AbstractContextManager[InProcessServer]:
     settings = Settings(engine="fake", home="/nonexistent", max_loaded_models=cap)
     [base] = from_settings(settings, FAKE_MODEL)
 
-    def fake(name: str) -> object:
+    def fake(name: str) -> DeploymentSpec:
         config = replace(base.engine_config, options={"text": name})
         return replace(base, name=name, engine_config=config, idle_unload_seconds=idle)
 
-    return in_process({"max_loaded_models": cap}, specs=[fake("one"), fake("two")])  # type: ignore[list-item]
+    return in_process({"max_loaded_models": cap}, specs=[fake("one"), fake("two")])
 
 
 def _states(server: InProcessServer) -> dict[str, str]:
-    return httpx.get(f"{server.url}/health", headers=server.headers).json()["deployments"]  # type: ignore[no-any-return]
+    states: dict[str, str] = httpx.get(f"{server.url}/health", headers=server.headers).json()["deployments"]
+    return states
 
 
 def test_on_demand_models_load_with_their_first_request_and_unload_when_idle() -> None:
-    with _on_demand(idle=0.3) as server, server.client() as client:  # type: ignore[attr-defined]
+    with _on_demand(idle=0.3) as server, server.client() as client:
         assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
         assert _states(server) == {"one": "unloaded", "two": "unloaded"}
         assert _text(client.post("/chat/completions", json={**CHAT, "model": "one"})) == "one"
@@ -242,7 +249,7 @@ def test_on_demand_models_load_with_their_first_request_and_unload_when_idle() -
 
 
 def test_past_the_cap_the_least_recently_used_model_unloads_first() -> None:
-    with _on_demand(idle=3600, cap=1) as server, server.client() as client:  # type: ignore[attr-defined]
+    with _on_demand(idle=3600, cap=1) as server, server.client() as client:
         assert _text(client.post("/chat/completions", json={**CHAT, "model": "one"})) == "one"
         assert _states(server) == {"one": "ready", "two": "unloaded"}
         assert _text(client.post("/chat/completions", json={**CHAT, "model": "two"})) == "two"

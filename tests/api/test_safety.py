@@ -327,7 +327,7 @@ def content_safety(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def _azure_policy(endpoint: str, **changes: Any) -> SafetyPolicy:
-    options = {"endpoint": endpoint, "key_env": "TEST_CONTENT_SAFETY_KEY"}
+    options: dict[str, object] = {"endpoint": endpoint, "key_env": "TEST_CONTENT_SAFETY_KEY"}
     return SafetyPolicy(classifier="azure", classifier_options=options, jailbreak=True, window=48, overlap=8, **changes)
 
 

@@ -31,7 +31,11 @@ def test_a_generation_that_never_starts_is_a_504_and_frees_its_slot() -> None:
                 response = client.post("/chat/completions", json={**CHAT, "stream": stream})
                 assert_error(response, 504, "timeout", message="the generation did not start within 0.3 seconds")
                 request_id = response.headers["x-request-id"]
-                wait_until(lambda r=request_id: r in _outcomes(server), 10, "the usage record")
+
+                def recorded(r: str = request_id) -> bool:
+                    return r in _outcomes(server)
+
+                wait_until(recorded, 10, "the usage record")
                 assert _outcomes(server)[request_id] == (504, "timeout")
         engine = runtime_of(server.app).deployments.resolve(None).engine
         wait_until(lambda: engine.active == 0, 10, "the engine's slots to be free")

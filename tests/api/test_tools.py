@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
-import jsonschema  # type: ignore[import-untyped]
+import jsonschema  # type: ignore[import-untyped]  # jsonschema ships no type hints (types-jsonschema is not installed)
 import pytest
 
 from aimi.deployments.profile import ModelProfile
@@ -163,7 +163,9 @@ def test_required_answers_a_tool_call(server: InProcessServer, answer: Any, path
 def test_the_required_schema_admits_exactly_the_tools_calls(server: InProcessServer, answer: Any) -> None:
     answer(CALL)
     _, requests = post(server, "/v1/chat/completions", {**CHAT, "tools": TOOLS, "tool_choice": "required"})
-    schema = only_request(requests).response_format["json_schema"]["schema"]  # type: ignore[index]
+    response_format = only_request(requests).response_format
+    assert response_format is not None
+    schema = response_format["json_schema"]["schema"]
     jsonschema.validate(json.loads(CALL), schema)
     jsonschema.validate({"name": "get_time", "arguments": {}}, schema)
     for wrong in (

@@ -10,6 +10,7 @@ from azure.ai.inference.models import CompletionsFinishReason, SystemMessage, Us
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
+from tests.clients.helpers import azure_response, azure_user
 from tests.conftest import LiveServer
 
 MESSAGES = [SystemMessage("You are a helpful assistant."), UserMessage("Name three colors.")]
@@ -58,7 +59,7 @@ def test_streamed_text_equals_the_complete_text(client: ChatCompletionsClient) -
     assert text == whole.choices[0].message.content
     last = updates[-1]
     assert last.choices[0].finish_reason == whole.choices[0].finish_reason
-    assert last.usage.as_dict() == whole.usage.as_dict()
+    assert last.usage is not None and last.usage.as_dict() == whole.usage.as_dict()
 
 
 def test_model_extras_reach_the_engine(client: ChatCompletionsClient) -> None:
@@ -74,7 +75,7 @@ def test_unsupported_model_extra_is_422_naming_it(client: ChatCompletionsClient)
     error = caught.value
     assert error.status_code == 422
     assert error.error is not None and error.error.code == "parameter_not_supported"
-    body: dict[str, Any] = error.response.json()
+    body: dict[str, Any] = azure_response(error).json()
     assert body["detail"][0]["loc"] == ["body", "frobnicate"]
     assert body["detail"][0]["input"] is True
 
@@ -85,7 +86,7 @@ def test_unknown_key_without_extra_parameters_is_400(client: ChatCompletionsClie
         client.complete(body=body)
     assert caught.value.status_code == 400
     assert caught.value.error is not None and caught.value.error.code == "extra_parameters_not_allowed"
-    assert "['n']" in caught.value.error.message
+    assert "['n']" in str(caught.value.error.message)
 
 
 def test_max_tokens_over_the_limit_is_400_naming_the_field(client: ChatCompletionsClient) -> None:
@@ -93,12 +94,12 @@ def test_max_tokens_over_the_limit_is_400_naming_the_field(client: ChatCompletio
         client.complete(messages=MESSAGES, max_tokens=1_000_000)
     assert caught.value.status_code == 400
     assert caught.value.error is not None and caught.value.error.code == "invalid_request"
-    assert "`max_tokens` must be at most 2048" in caught.value.error.message
+    assert "`max_tokens` must be at most 2048" in str(caught.value.error.message)
 
 
 def test_prompt_longer_than_the_context_is_400(client: ChatCompletionsClient) -> None:
     with pytest.raises(HttpResponseError) as caught:
-        client.complete(messages=[UserMessage("lorem ipsum " * 3000)], max_tokens=4)
+        client.complete(messages=azure_user("lorem ipsum " * 3000), max_tokens=4)
     assert caught.value.status_code == 400
     assert caught.value.error is not None and caught.value.error.code == "context_length_exceeded"
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # jsonschema ships no type hints (types-jsonschema is not installed)
 import openai
 import pytest
 from azure.ai.inference import ChatCompletionsClient
@@ -33,7 +33,13 @@ from azure.ai.inference.models import (
 )
 from azure.core.credentials import AzureKeyCredential
 from openai import OpenAI
+from openai.types.chat import (
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageParam,
+)
 
+from tests.clients.helpers import azure_user
 from tests.conftest import LiveServer
 
 MODEL = "smollm2-135m-instruct"
@@ -103,7 +109,7 @@ def raw(live_server: LiveServer) -> Iterator[Raw]:
 SURFACES = ["azure", "openai"]
 
 
-def user(text: str) -> list[dict[str, Any]]:
+def user(text: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": text}]
 
 
@@ -126,7 +132,7 @@ def finishes_of(chunks: list[dict[str, Any]], index: int = 0) -> list[str]:
 
 
 def usage_of(chunks: list[dict[str, Any]]) -> dict[str, int]:
-    usages = [chunk["usage"] for chunk in chunks if chunk.get("usage")]
+    usages: list[dict[str, int]] = [chunk["usage"] for chunk in chunks if chunk.get("usage")]
     assert len(usages) == 1, usages
     return usages[0]
 
@@ -166,7 +172,7 @@ def test_json_object_answers_are_json_objects_on_both_surfaces(
     prompt: str, azure: ChatCompletionsClient, oai: OpenAI
 ) -> None:
     via_azure = azure.complete(
-        messages=[UserMessage(prompt)], max_tokens=200, temperature=0, response_format="json_object"
+        messages=azure_user(prompt), max_tokens=200, temperature=0, response_format="json_object"
     )
     via_openai = oai.chat.completions.create(
         model=MODEL, messages=user(prompt), max_tokens=200, temperature=0, response_format={"type": "json_object"}
@@ -263,9 +269,10 @@ def test_json_schema_answers_validate_against_the_schema(
     azure: ChatCompletionsClient,
     oai: OpenAI,
 ) -> None:
+    content: str | None
     if surface == "azure":
         answer = azure.complete(
-            messages=[UserMessage(prompt)],
+            messages=azure_user(prompt),
             max_tokens=200,
             temperature=0,
             response_format=JsonSchemaFormat(name="answer", schema=schema, strict=strict),
@@ -388,7 +395,7 @@ WEATHER_PARAMETERS = _closed(
     {"city": {"type": "string", "minLength": 1, "maxLength": 20}, "unit": {"enum": ["celsius", "fahrenheit"]}}
 )
 TIME_PARAMETERS = _closed({"city": {"type": "string", "minLength": 1, "maxLength": 20}})
-TOOLS: list[dict[str, Any]] = [
+TOOLS: list[ChatCompletionFunctionToolParam] = [
     {
         "type": "function",
         "function": {
@@ -429,7 +436,8 @@ def assert_one_valid_call(message: dict[str, Any], finish: str, name: str | None
     if name is not None:
         assert call["function"]["name"] == name
     assert isinstance(call["function"]["arguments"], str)
-    return validate(call["function"]["arguments"], PARAMETERS[call["function"]["name"]])
+    arguments: dict[str, Any] = validate(call["function"]["arguments"], PARAMETERS[call["function"]["name"]])
+    return arguments
 
 
 @pytest.mark.parametrize("surface", SURFACES)
@@ -438,7 +446,7 @@ def test_required_tool_choice_answers_with_one_valid_call(
 ) -> None:
     if surface == "azure":
         answer = azure.complete(
-            messages=[UserMessage(WEATHER_QUESTION)],
+            messages=azure_user(WEATHER_QUESTION),
             max_tokens=100,
             temperature=0,
             tools=AZURE_TOOLS,
@@ -463,7 +471,7 @@ def test_required_tool_choice_answers_with_one_valid_call(
 def test_named_tool_choice_calls_that_function(surface: str, azure: ChatCompletionsClient, oai: OpenAI) -> None:
     if surface == "azure":
         answer = azure.complete(
-            messages=[UserMessage(WEATHER_QUESTION)],
+            messages=azure_user(WEATHER_QUESTION),
             max_tokens=100,
             temperature=0,
             tools=AZURE_TOOLS,
@@ -581,10 +589,11 @@ def test_tool_round_trip_with_string_arguments_through_openai(oai: OpenAI) -> No
     calls = first.choices[0].message.tool_calls
     assert calls is not None and len(calls) == 1
     call = calls[0]
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
     answer = oai.chat.completions.create(
         model=MODEL,
         messages=[
-            *user(WEATHER_QUESTION),
+            {"role": "user", "content": WEATHER_QUESTION},
             {
                 "role": "assistant",
                 "content": None,
@@ -611,7 +620,7 @@ def test_tool_round_trip_with_string_arguments_through_openai(oai: OpenAI) -> No
 
 def test_tool_round_trip_with_object_arguments_through_raw_azure(raw: Raw) -> None:
     messages: list[dict[str, Any]] = [
-        *user(WEATHER_QUESTION),
+        {"role": "user", "content": WEATHER_QUESTION},
         {
             "role": "assistant",
             "content": None,
@@ -640,7 +649,7 @@ def test_tool_round_trip_with_object_arguments_through_raw_azure(raw: Raw) -> No
 
 def test_tool_round_trip_through_the_azure_sdk(azure: ChatCompletionsClient) -> None:
     first = azure.complete(
-        messages=[UserMessage(WEATHER_QUESTION)],
+        messages=azure_user(WEATHER_QUESTION),
         max_tokens=100,
         temperature=0,
         tools=AZURE_TOOLS,
@@ -887,7 +896,7 @@ def test_best_of_picks_the_candidate_with_the_highest_mean_logprob(raw: Raw) -> 
     candidates = raw.chat("openai", {**body, "n": 3, "logprobs": True, "top_logprobs": 1})["choices"]
 
     def mean(choice: dict[str, Any]) -> float:
-        values = [entry["logprob"] for entry in choice["logprobs"]["content"]]
+        values: list[float] = [entry["logprob"] for entry in choice["logprobs"]["content"]]
         return sum(values) / len(values)
 
     best = max(candidates, key=mean)["message"]["content"]
@@ -1043,7 +1052,7 @@ def test_top_p_zero_is_greedy(raw: Raw, surface: str) -> None:
 
 def test_engine_extras_are_accepted_on_both_surfaces(azure: ChatCompletionsClient, oai: OpenAI) -> None:
     extras = {"top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1}
-    via_azure = azure.complete(messages=[UserMessage("Say hi")], max_tokens=6, temperature=0, model_extras=extras)
+    via_azure = azure.complete(messages=azure_user("Say hi"), max_tokens=6, temperature=0, model_extras=extras)
     assert via_azure.choices[0].message.content
     via_openai = oai.chat.completions.create(
         model=MODEL, messages=user("Say hi"), max_tokens=6, temperature=0, extra_body=extras
@@ -1074,9 +1083,9 @@ def test_safe_prompt_adds_the_safety_system_prompt(raw: Raw, surface: str) -> No
 
 
 def test_safe_prompt_through_the_azure_sdk(azure: ChatCompletionsClient) -> None:
-    plain = azure.complete(messages=[UserMessage("Say hi")], max_tokens=2, temperature=0)
+    plain = azure.complete(messages=azure_user("Say hi"), max_tokens=2, temperature=0)
     safe = azure.complete(
-        messages=[UserMessage("Say hi")], max_tokens=2, temperature=0, model_extras={"safe_prompt": True}
+        messages=azure_user("Say hi"), max_tokens=2, temperature=0, model_extras={"safe_prompt": True}
     )
     assert safe.usage.prompt_tokens > plain.usage.prompt_tokens
 

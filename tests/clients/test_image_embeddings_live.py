@@ -52,6 +52,7 @@ def test_images_with_and_without_text_embed_to_unit_vectors(clip_server: LiveSer
         ]
     )
     first, second = (item.embedding for item in result.data)
+    assert isinstance(first, list) and isinstance(second, list)
     assert len(first) == len(second) == PROJECTION_DIM
     assert abs(sum(x * x for x in first) - 1) < 1e-4
     assert first != second
@@ -64,7 +65,7 @@ def test_a_remote_image_url_is_refused_not_fetched(clip_server: LiveServer) -> N
         client.embed(input=[ImageEmbeddingInput(image="http://127.0.0.1:9/cat.png")])
     assert caught.value.status_code == 400
     assert caught.value.error is not None and caught.value.error.code == "invalid_request"
-    assert "never fetches remote images" in caught.value.error.message
+    assert "never fetches remote images" in str(caught.value.error.message)
 
 
 def test_chat_on_an_image_embeddings_deployment_is_404(clip_server: LiveServer) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import openai
 import pytest
 from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import LiveServer
 
-MESSAGES = [{"role": "user", "content": "Name three colors."}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name three colors."}]
 
 
 @pytest.fixture

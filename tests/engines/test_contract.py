@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -89,9 +89,10 @@ async def test_closing_the_iterator_stops_the_generation(engine: Engine) -> None
     # it, and the engine's own count shows the abandoned one stopped within a few tokens.
     events = engine.generate(_request(400, ignore_eos=True))
     assert isinstance(await anext(events), TextDelta)
-    await events.aclose()  # type: ignore[attr-defined]
+    assert isinstance(events, AsyncGenerator)  # declared an AsyncIterator; aclose() is an async generator's
+    await events.aclose()
     after = await _collect(engine, _request(3, ignore_eos=True))
-    assert after[-1] == Usage(after[-1].prompt_tokens, 3)  # type: ignore[union-attr]
+    assert isinstance(after[-1], Usage) and after[-1] == Usage(after[-1].prompt_tokens, 3)
     assert 4 <= (await engine.metrics())["tokens_generated"] < 20
 
 
@@ -101,7 +102,7 @@ async def test_text_completion_from_a_raw_prompt(engine: Engine) -> None:
         request_id="raw", max_tokens=3, prompt="One, two, three,", temperature=0, extra={"ignore_eos": True}
     )
     events = await _collect(engine, request)
-    assert events[-2:] == [Finish("length"), Usage(events[-1].prompt_tokens, 3)]  # type: ignore[union-attr]
+    assert isinstance(events[-1], Usage) and events[-2:] == [Finish("length"), Usage(events[-1].prompt_tokens, 3)]
 
 
 @pytest.mark.anyio

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +207,8 @@ async def test_closing_the_iterator_ends_the_upstream_request(gated_upstream: Li
         events = engine.generate(_chat(400))
         assert isinstance(await anext(events), TextDelta)
         assert await _direct_status(gated_upstream) == 429  # the gate holds while it runs
-        await events.aclose()  # type: ignore[attr-defined]
+        assert isinstance(events, AsyncGenerator)  # declared an AsyncIterator; aclose() is an async generator's
+        await events.aclose()
         await _gate_frees(gated_upstream)
         after = await _collect(engine, _chat(3))
         assert after[-2:] == [Finish("length"), Usage(5, 3)]
@@ -479,7 +480,7 @@ async def test_llama_cpp_server_as_upstream(llama_server: str) -> None:
         raw = GenerationRequest("raw", max_tokens=3, prompt="One, two,", temperature=0, logprobs=0)
         raw.extra = {"ignore_eos": True}
         events = await _collect(engine, raw)
-        assert events[-1] == Usage(events[-1].prompt_tokens, 3)  # type: ignore[union-attr]
+        assert isinstance(events[-1], Usage) and events[-1] == Usage(events[-1].prompt_tokens, 3)
         assert all(e.logprobs and e.logprobs[0]["top_logprobs"] == [] for e in events if isinstance(e, TextDelta))
 
         too_long = _chat(4)

@@ -14,10 +14,10 @@ import httpx
 import openai
 import pytest
 from azure.ai.inference import ChatCompletionsClient
-from azure.ai.inference.models import UserMessage
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 
+from tests.clients.helpers import azure_user
 from tests.conftest import aimi_process, wait_until
 
 FAKE = ["--engine", "fake", "--engine-options", '{"text": "Bonjour, le monde. 🙂"}']
@@ -120,7 +120,7 @@ def test_engine_failure_mid_stream_is_visible_to_both_sdks(tmp_path: Path) -> No
         credential = AzureKeyCredential(server.key)
         with ChatCompletionsClient(endpoint=server.url, credential=credential, retry_total=0) as azure:
             with pytest.raises(HttpResponseError, match="Response ended prematurely"):
-                for update in azure.complete(messages=[UserMessage("hi")], stream=True):
+                for update in azure.complete(messages=azure_user("hi"), stream=True):
                     seen.append(update.choices[0].delta.content or "")
         assert "".join(seen) == "one two three "
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=server.key, max_retries=0)
@@ -153,7 +153,7 @@ def test_serve_config_serves_every_deployment_of_the_file(tmp_path: Path) -> Non
                 assert answer.choices[0].message.content == text
         endpoint = f"{server.url}/deployments/second"
         with ChatCompletionsClient(endpoint=endpoint, credential=AzureKeyCredential(server.key)) as azure:
-            assert azure.complete(messages=[UserMessage("hi")]).choices[0].message.content == "two"
+            assert azure.complete(messages=azure_user("hi")).choices[0].message.content == "two"
 
 
 def test_config_check_validates_without_starting(tmp_path: Path) -> None:
@@ -196,7 +196,7 @@ def test_serve_config_mixes_local_and_upstream_deployments(tmp_path: Path) -> No
                 assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "from upstream"
             endpoint = f"{server.url}/deployments/remote"
             with ChatCompletionsClient(endpoint=endpoint, credential=AzureKeyCredential(server.key)) as azure:
-                assert azure.complete(messages=[UserMessage("hi")]).choices[0].message.content == "from upstream"
+                assert azure.complete(messages=azure_user("hi")).choices[0].message.content == "from upstream"
         assert "upstream-secret" not in server.log.read_text()
 
 

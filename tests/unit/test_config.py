@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from aimi.deployments.build import from_config
@@ -33,7 +35,7 @@ api_key_env = "AIMI_TEST_UPSTREAM_KEY"
 """
 
 
-def test_a_valid_file_builds_every_deployment(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_valid_file_builds_every_deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "model.gguf").write_bytes(b"GGUF")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AIMI_TEST_UPSTREAM_KEY", "secret-upstream-key")
@@ -93,7 +95,7 @@ def test_each_mistake_names_the_deployment_and_the_field(text: str, message: str
     assert "sk-secret" not in str(caught.value)
 
 
-def test_a_missing_key_variable_and_a_missing_model_name_the_deployment(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_key_variable_and_a_missing_model_name_the_deployment(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, cache_dir=tmp_path)
     remote = parse_config(
         '[[deployments]]\nname = "r"\nengine = "upstream"\n[deployments.engine_options]\n'
@@ -122,7 +124,7 @@ sha256 = "{digest}"
 """
 
 
-def test_file_keys_become_named_digests(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_file_keys_become_named_digests(monkeypatch: pytest.MonkeyPatch) -> None:
     import hashlib
 
     from aimi.auth.keys import KeyVerifier

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aimi.deployments.build import from_config, keys_from_config
+from aimi.deployments.build import DeploymentSpec, from_config, keys_from_config
 from aimi.deployments.config import ConfigError, parse_config
 from aimi.quota.api import QuotaLimits
 from aimi.safety.api import Severity
@@ -58,14 +58,14 @@ secret = "ops-secret-0123456789ab"
 
 
 @pytest.fixture
-def specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list:  # type: ignore[type-arg]
+def specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[DeploymentSpec]:
     (tmp_path / "model.gguf").write_bytes(b"GGUF")
     monkeypatch.chdir(tmp_path)
     settings = Settings(home=tmp_path, cache_dir=tmp_path, quota_max_concurrent=4)
     return from_config(settings, parse_config(FILE), lambda _: None)
 
 
-def test_quota_prices_and_safety_reach_the_deployment(specs: list) -> None:  # type: ignore[type-arg]
+def test_quota_prices_and_safety_reach_the_deployment(specs: list[DeploymentSpec]) -> None:
     chat, plain = specs
     # 0 turns a limit off; an absent one keeps the server's.
     assert chat.quota == QuotaLimits(requests_per_minute=None, tokens_per_minute=5000, max_concurrent=4)

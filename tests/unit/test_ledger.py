@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -24,8 +25,8 @@ from tests.conftest import wait_until
 SETTLE = 5.0
 
 
-def record(n: int, **changes: object) -> UsageRecord:
-    values: dict[str, object] = {
+def record(n: int, **changes: Any) -> UsageRecord:
+    values: dict[str, Any] = {
         "id": f"req-{n}",
         "time": datetime(2025, 3, 1, 10, 0, tzinfo=UTC),
         "key": "key-1",
@@ -42,7 +43,7 @@ def record(n: int, **changes: object) -> UsageRecord:
         "cost": None,
         **changes,
     }
-    return UsageRecord(**values)  # type: ignore[arg-type]
+    return UsageRecord(**values)
 
 
 class FakeDatabase:

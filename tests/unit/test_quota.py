@@ -327,8 +327,9 @@ async def test_a_backend_slower_than_the_timeout_is_cut_at_the_timeout() -> None
     assert 0.05 <= elapsed < 0.5, elapsed
     assert (backend.calls, backend.cancelled, quotas.errors, quotas.up) == (1, 1, 1, False)
 
-    local = Quotas(Flaky(), on_error=OnError.LOCAL, timeout=0.05)
-    local.backend.mode = "hang"  # type: ignore[attr-defined]
+    hanging = Flaky()
+    local = Quotas(hanging, on_error=OnError.LOCAL, timeout=0.05)
+    hanging.mode = "hang"
     started = time.monotonic()
     decision, _ = await local.reserve(LIMITED, 30, "r1")
     assert decision.admitted and time.monotonic() - started < 0.5

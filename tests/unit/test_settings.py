@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from aimi.settings import Settings
 
 
@@ -9,7 +11,7 @@ def test_every_setting_has_a_description() -> None:
     assert missing == []
 
 
-def test_api_keys_come_comma_separated_from_the_environment(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_api_keys_come_comma_separated_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIMI_API_KEY", " k1, k2 ,,")
     assert Settings().api_key == ["k1", "k2"]
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]
+import jsonschema  # type: ignore[import-untyped]  # jsonschema ships no type hints (types-jsonschema is not installed)
 import pytest
 
 from aimi.engines.api import ChatTurn, Event, Finish, TextDelta, ToolCallDelta, Usage

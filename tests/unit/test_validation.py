@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from aimi.pipeline.validation import parse, parse_json_object
@@ -5,7 +7,7 @@ from aimi.protocol.chat import AzureChatRequest
 from aimi.protocol.errors import ApiError
 
 
-def _error(body: dict) -> ApiError:  # type: ignore[type-arg]
+def _error(body: dict[str, Any]) -> ApiError:
     with pytest.raises(ApiError) as caught:
         parse(AzureChatRequest, body)
     return caught.value
