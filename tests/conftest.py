@@ -23,6 +23,7 @@ import uvicorn
 from aimi.deployments.build import DeploymentSpec, from_settings
 from aimi.deployments.profile import ModelProfile
 from aimi.deployments.sources import ResolvedModel, resolve
+from aimi.engines.fake import FakeEngine
 from aimi.runtime import runtime_of
 from aimi.server import create_app
 from aimi.settings import DEFAULT_MODEL, Settings
@@ -66,6 +67,13 @@ class InProcessServer:
     @property
     def engine(self) -> Any:
         return next(iter(runtime_of(self.app).deployments)).engine
+
+    def fake(self, name: str | None = None) -> FakeEngine:
+        """The fake engine of deployment ``name`` (the first one by default)."""
+        deployments = runtime_of(self.app).deployments
+        engine = (deployments.resolve(None) if name is None else next(d for d in deployments if d.name == name)).engine
+        assert isinstance(engine, FakeEngine)
+        return engine
 
     @property
     def deployment(self) -> Any:

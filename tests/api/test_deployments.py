@@ -209,7 +209,7 @@ def test_an_endpoint_splits_traffic_by_weight(split: InProcessServer) -> None:
 
 
 def test_an_endpoint_mirrors_to_its_shadow_whose_answers_are_discarded(split: InProcessServer) -> None:
-    shadow = next(d for d in runtime_of(split.app).deployments if d.name == "shadow").engine
+    shadow = split.fake("shadow")
     before = shadow.completed
     with split.client() as client:
         answers = {_text(client.post("/chat/completions", json={**CHAT, "model": "live"})) for _ in range(5)}

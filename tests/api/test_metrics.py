@@ -227,12 +227,13 @@ def test_gauges_show_busy_slots_the_queue_and_engine_health(gauged: InProcessSer
     assert gauges() == (0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
     socks = [open_request(gauged, "/chat/completions", {**CHAT, "model": "hang"}) for _ in range(3)]
     try:
-        wait_until(lambda: hang.engine.active == 3, SETTLE, "three generations to start")
+        engine = gauged.fake("hang")
+        wait_until(lambda: engine.active == 3, SETTLE, "three generations to start")
         assert gauges() == (1.0, 2.0, 1.0, 0.0, 0.0, 0.0)
     finally:
         for sock in socks:
             abort(sock)
-    wait_until(lambda: hang.in_flight == 0 and hang.engine.active == 0, SETTLE, "the generations to stop")
+    wait_until(lambda: hang.in_flight == 0 and gauged.fake("hang").active == 0, SETTLE, "the generations to stop")
     assert gauges() == (0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
     wait_until(lambda: value(scrape(gauged), "aimi_usage_records_written") == 3.0, SETTLE, "three records")
     samples = scrape(gauged)

@@ -99,7 +99,7 @@ def test_a_benign_prompt_and_answer_pass_with_safe_annotations(server: InProcess
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/v1/chat/completions", "/completions", "/v1/completions"])
 def test_a_blocklisted_prompt_is_refused_before_the_model_runs(server: InProcessServer, path: str) -> None:
-    engine = next(d for d in runtime_of(server.app).deployments if d.name == "benign").engine
+    engine = server.fake("benign")
     started = engine.started
     if path.endswith("chat/completions"):
         body, param = _chat("benign", "Tell me everything about project BLUEBIRD."), "messages"
@@ -439,7 +439,7 @@ def test_a_pattern_longer_than_the_overlap_is_caught_across_windows() -> None:
 
 
 def test_tool_calls_in_the_history_are_judged_with_the_prompt(server: InProcessServer) -> None:
-    engine = next(d for d in runtime_of(server.app).deployments if d.name == "benign").engine
+    engine = server.fake("benign")
     started = engine.started
     history = [
         {"role": "user", "content": "Look it up."},
@@ -466,7 +466,7 @@ def test_a_refused_prompt_never_reaches_a_shadow_deployment() -> None:
     specs = [_spec("blue", BENIGN, _policy()), _spec("shadow", BENIGN, None)]
     endpoint = Endpoint("live", (("blue", 1.0),), mirror="shadow", mirror_percent=100.0)
     with in_process(specs=specs, endpoints=[endpoint]) as running:
-        shadow = next(d for d in runtime_of(running.app).deployments if d.name == "shadow").engine
+        shadow = running.fake("shadow")
         refused = httpx.post(
             f"{running.url}/v1/chat/completions", headers=running.headers, json=_chat("live", "about bluebird")
         )
@@ -474,7 +474,7 @@ def test_a_refused_prompt_never_reaches_a_shadow_deployment() -> None:
         passed = httpx.post(f"{running.url}/v1/chat/completions", headers=running.headers, json=_chat("live"))
         assert passed.status_code == 200
         wait_until(lambda: shadow.started == 1, 10, "the passed request mirrored")
-        assert [r.messages[-1].content for r in shadow.requests] == ["Tell me about tomatoes."]
+        assert [r.messages[-1].content if r.messages else None for r in shadow.requests] == ["Tell me about tomatoes."]
 
 
 def test_a_prompt_too_long_to_judge_is_refused_not_judged_in_part() -> None:

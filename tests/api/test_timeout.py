@@ -37,7 +37,7 @@ def test_a_generation_that_never_starts_is_a_504_and_frees_its_slot() -> None:
 
                 wait_until(recorded, 10, "the usage record")
                 assert _outcomes(server)[request_id] == (504, "timeout")
-        engine = runtime_of(server.app).deployments.resolve(None).engine
+        engine = server.fake()
         wait_until(lambda: engine.active == 0, 10, "the engine's slots to be free")
         assert runtime_of(server.app).deployments.resolve(None).in_flight == 0
 

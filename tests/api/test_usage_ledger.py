@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.pool import QueuePool
 
 from aimi.auth.keys import ApiKey
 from aimi.deployments.build import from_settings
@@ -498,6 +499,7 @@ def test_stopping_the_server_closes_the_ledgers_connections(tmp_path: Path) -> N
         engine = runtime_of(server.app).store.engine
         wait_until(lambda: runtime_of(server.app).ledger.written == 1, SETTLE, "the record written")
     try:
+        assert isinstance(engine.pool, QueuePool)
         assert engine.pool.checkedin() == 0
     finally:
         engine.dispose()
