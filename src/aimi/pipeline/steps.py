@@ -199,7 +199,7 @@ async def guard_output(context: RequestContext) -> None:
     safety, generation, events = context.serving().safety, context.generation, context.events
     if safety is None or generation is None or events is None:
         return
-    context.events = _marking_cuts(context, safety.guard(_plain(events), generation.stop_choice))
+    context.events = _marking_cuts(context, safety.hold_back(_plain(events), generation.stop_choice))
 
 
 async def _plain(events: AsyncIterator[Event | Annotation]) -> AsyncIterator[Event]:

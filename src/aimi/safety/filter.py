@@ -103,8 +103,10 @@ class ContentFilter:
         results = self._results(analysis.merge(Analysis(blocklist=hits)), prompt_texts is not None)
         return Verdict(results, block and is_filtered(results))
 
-    def guard(self, events: AsyncIterator[Event], stop: Callable[[int], None]) -> AsyncIterator[Event | Annotation]:
-        return _Guard(self, stop).run(events)
+    def hold_back(self, events: AsyncIterator[Event], stop: Callable[[int], None]) -> AsyncIterator[Event | Annotation]:
+        """``events`` with each choice's text held back until judged; ``stop(index)`` ends the
+        generation of a choice that was cut."""
+        return _Windows(self, stop).run(events)
 
 
 @dataclass
@@ -148,7 +150,7 @@ def _worst(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class _Guard:
+class _Windows:
     def __init__(self, content: ContentFilter, stop: Callable[[int], None]) -> None:
         self.content = content
         self.policy = content.policy
