@@ -135,6 +135,7 @@ def _deployment(spec: DeploymentSpec, classifiers: Classifiers) -> Deployment:
         profile=profile,
         engine=engine,
         limits=spec.limits,
+        defaults=spec.defaults,
         idle_unload_seconds=spec.idle_unload_seconds,
         factory=partial(build_engine, spec.engine, spec.engine_config),
         spec=spec,
