@@ -2,6 +2,11 @@
 
 Each can be set by the environment (``AIMI_<NAME>``) or by ``aimi serve`` flags; each has a
 default and a description (a test checks the descriptions are there).
+
+The per-request limits, the sampling defaults and the quota are models of their own, the same ones
+a deployments file's tables are read as (see :mod:`aimi.deployments.limits`); their fields keep
+flat names, marked by :class:`Flat`: ``AIMI_MAX_TOKENS_LIMIT`` (or ``max_tokens_limit=``) sets
+``limits.max_tokens``, ``AIMI_QUOTA_MAX_CONCURRENT`` sets ``quota.max_concurrent``.
 """
 
 from __future__ import annotations
@@ -168,7 +173,7 @@ class Settings(BaseSettings):
         data = dict(data)
         for name, setting in cls.model_fields.items():
             flat = _flat_of(setting)
-            if flat is None or not any(key in data for key in flat.names(setting)):
+            if flat is None or not (name in data or any(key in data for key in flat.names(setting))):
                 continue
             given = data.get(name, {})
             merged = setting.get_default(call_default_factory=True).model_dump()

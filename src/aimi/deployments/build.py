@@ -86,7 +86,7 @@ def _spec(settings: Settings, entry: DeploymentConfig, model: ResolvedModel | No
         limits=overlay(settings.limits, entry.limits),
         defaults=overlay(settings.defaults, entry.defaults),
         idle_unload_seconds=entry.idle_unload_seconds,
-        quota=overlay(settings.quota, entry.quota) if entry.quota else settings.quota,
+        quota=overlay(settings.quota, entry.quota) if entry.quota is not None else settings.quota,
         prices=Prices(entry.prices.prompt_per_1m, entry.prices.completion_per_1m) if entry.prices else None,
         safety=entry.safety if entry.safety is not None and entry.safety.enabled else None,
     )
@@ -123,7 +123,7 @@ def keys_from_config(config: FileConfig) -> list[ApiKey]:
     keys = []
     for i, entry in enumerate(config.keys):
         allowed = frozenset(entry.deployments) if entry.deployments is not None else None
-        quota = overlay(QuotaLimits(), entry.quota) if entry.quota else QuotaLimits()
+        quota = overlay(QuotaLimits(), entry.quota) if entry.quota is not None else QuotaLimits()
         scopes = frozenset(entry.scopes)
         if entry.sha256 is not None:
             keys.append(ApiKey(bytes.fromhex(entry.sha256), Principal(entry.name, allowed, quota, scopes)))
