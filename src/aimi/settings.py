@@ -2,18 +2,69 @@
 
 Each can be set by the environment (``AIMI_<NAME>``) or by ``aimi serve`` flags; each has a
 default and a description (a test checks the descriptions are there).
+
+The per-request limits, the sampling defaults and the quota are models of their own, the same ones
+a deployments file's tables are read as (see :mod:`aimi.deployments.limits`); their fields keep
+flat names, marked by :class:`Flat`: ``AIMI_MAX_TOKENS_LIMIT`` (or ``max_tokens_limit=``) sets
+``limits.max_tokens``, ``AIMI_QUOTA_MAX_CONCURRENT`` sets ``quota.max_concurrent``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from aimi.deployments.limits import Limits, SamplingDefaults
+from aimi.quota.api import QuotaLimits
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class Flat:
+    """Marks a setting that holds a model whose fields are set one by one, as ``AIMI_<prefix><field>``
+    (or the name ``renamed`` gives it); ``only`` keeps the others out of the environment."""
+
+    prefix: str = ""
+    renamed: Mapping[str, str] = field(default_factory=dict)
+    only: tuple[str, ...] | None = None
+
+    def names(self, setting: FieldInfo) -> dict[str, str]:
+        """Each flat setting's name, to the model field it sets."""
+        model = setting.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        chosen = self.only if self.only is not None else tuple(model.model_fields)
+        return {self.renamed.get(name, self.prefix + name): name for name in chosen}
+
+
+def _flat_of(setting: FieldInfo) -> Flat | None:
+    return next((m for m in setting.metadata if isinstance(m, Flat)), None)
+
+
+class _FlatEnvironment(PydanticBaseSettingsSource):
+    """The flat settings of :class:`Flat` models from the environment (``AIMI_MAX_TOKENS_LIMIT``)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        environment = {key.upper(): value for key, value in os.environ.items()}
+        prefix = str(self.settings_cls.model_config.get("env_prefix", "")).upper()
+        found: dict[str, Any] = {}
+        for setting in self.settings_cls.model_fields.values():
+            flat = _flat_of(setting)
+            for key in flat.names(setting) if flat else ():
+                if (prefix + key).upper() in environment:
+                    found[key] = environment[(prefix + key).upper()]
+        return found
 
 
 class Settings(BaseSettings):
@@ -58,34 +109,26 @@ class Settings(BaseSettings):
     context_size: int = Field(2048, ge=64, description="Context window of each slot, in tokens.")
     threads: int | None = Field(None, ge=1, description="CPU threads for the engine (default: all cores).")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
-    max_messages: int = Field(1024, ge=1, description="Most messages accepted in one chat request.")
-    max_tokens_limit: int = Field(
-        4096, ge=1, description="Largest max_tokens a request may ask for (also capped by the context)."
+    limits: Annotated[Limits, Flat(renamed={"max_tokens": "max_tokens_limit"})] = Field(
+        default_factory=Limits,
+        description="Every deployment's per-request limits (AIMI_MAX_TOKENS_LIMIT, AIMI_MAX_MESSAGES, "
+        "AIMI_MAX_QUEUE, AIMI_MAX_N, ...); a deployments file's [deployments.limits] overrides them.",
     )
-    default_temperature: float = Field(
-        0.7, ge=0, le=2, description="Temperature when a request sets none (the Azure spec's default)."
+    defaults: Annotated[SamplingDefaults, Flat(prefix="default_", only=("temperature",))] = Field(
+        default_factory=SamplingDefaults,
+        description="Sampling when a request sets none (AIMI_DEFAULT_TEMPERATURE); a file's "
+        "[deployments.defaults] overrides it.",
     )
-    max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot; past this, 429 with Retry-After.")
-    max_n: int = Field(8, ge=1, description="Most choices (n) one request may ask for.")
-    max_best_of: int = Field(8, ge=1, description="Most candidates (best_of) one request may ask for.")
-    max_logit_bias: int = Field(300, ge=0, description="Most tokens one request's logit_bias may name.")
-    max_tools: int = Field(64, ge=1, description="Most tools one request may offer.")
-    max_embedding_inputs: int = Field(2048, ge=1, description="Most inputs one embeddings request may hold.")
-    max_embedding_chars: int = Field(
-        100_000, ge=1, description="Longest text (characters) or token array one embedding input may be."
-    )
-    max_image_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest decoded image an input may carry.")
     max_loaded_models: int = Field(
         0, ge=0, description="Most on-demand models loaded at once (least recently used unload first); 0: no cap."
     )
     log_level: str = Field("info", description="Log level of aimi's own logs.")
-    quota_requests_per_minute: int = Field(
-        1000, ge=0, description="Requests per minute per deployment (Azure's serverless default); 0: no limit."
+    quota: Annotated[QuotaLimits, Flat(prefix="quota_")] = Field(
+        default_factory=lambda: QuotaLimits(requests_per_minute=1000, tokens_per_minute=200_000),
+        description="Each deployment's quota (AIMI_QUOTA_REQUESTS_PER_MINUTE: 1000, Azure's serverless "
+        "default; AIMI_QUOTA_TOKENS_PER_MINUTE: 200,000; AIMI_QUOTA_MAX_CONCURRENT: none); 0: no limit. "
+        "A file's [deployments.quota] overrides it.",
     )
-    quota_tokens_per_minute: int = Field(
-        200_000, ge=0, description="Tokens (prompt + max_tokens, settled to usage) per minute per deployment; 0: none."
-    )
-    quota_max_concurrent: int = Field(0, ge=0, description="Concurrent requests per deployment; 0: no limit.")
     quota_backend: Literal["memory", "redis"] = Field(
         "memory", description="Where quota counters live: this process, or Redis (shared by every replica)."
     )
@@ -109,6 +152,37 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP endpoint for OpenTelemetry traces (e.g. http://127.0.0.1:4318); off when unset."
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _FlatEnvironment(settings_cls), dotenv_settings, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_flat_settings(cls, data: Any) -> Any:
+        """``max_queue=0`` (or AIMI_MAX_QUEUE=0) sets ``limits.max_queue``; the rest keep their value."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, setting in cls.model_fields.items():
+            flat = _flat_of(setting)
+            if flat is None or not (name in data or any(key in data for key in flat.names(setting))):
+                continue
+            given = data.get(name, {})
+            merged = setting.get_default(call_default_factory=True).model_dump()
+            merged.update(given.model_dump() if isinstance(given, BaseModel) else given)
+            for key, attribute in flat.names(setting).items():
+                if key in data:
+                    merged[attribute] = data.pop(key)
+            data[name] = merged
+        return data
 
     @field_validator("api_key", mode="before")
     @classmethod

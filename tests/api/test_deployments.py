@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from aimi.deployments.build import DeploymentSpec, from_settings
+from aimi.deployments.limits import SamplingDefaults
 from aimi.deployments.profile import ModelProfile
 from aimi.runtime import runtime_of
 from aimi.settings import Settings
@@ -259,8 +260,8 @@ def test_past_the_cap_the_least_recently_used_model_unloads_first() -> None:
 def test_deployment_sampling_defaults_apply_when_a_request_sets_none() -> None:
     settings = Settings(engine="fake", home="/nonexistent")
     [base] = from_settings(settings, FAKE_MODEL)
-    limits = replace(base.limits, default_temperature=0.3, default_top_p=0.8, default_max_tokens=2)
-    with in_process(specs=[replace(base, limits=limits)]) as server, server.client() as client:
+    defaults = SamplingDefaults(temperature=0.3, top_p=0.8, max_tokens=2)
+    with in_process(specs=[replace(base, defaults=defaults)]) as server, server.client() as client:
         assert client.post("/chat/completions", json=CHAT).status_code == 200
         sent = server.engine.requests[-1]
         assert (sent.temperature, sent.top_p, sent.max_tokens) == (0.3, 0.8, 2)

@@ -39,7 +39,7 @@ SAFE_RESULTS = {category: {"filtered": False, "severity": "safe"} for category i
 
 def _policy(**changes: Any) -> SafetyPolicy:
     base = SafetyPolicy(classifier="blocklist", blocklists=(BLOCKLIST,), window=32, overlap=16)
-    return replace(base, **changes)
+    return base.model_copy(update=changes)
 
 
 def _spec(name: str, text: str, policy: SafetyPolicy | None, **options: Any) -> DeploymentSpec:

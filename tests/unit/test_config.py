@@ -43,9 +43,9 @@ def test_a_valid_file_builds_every_deployment(tmp_path: Path, monkeypatch: pytes
     assert (chat.name, chat.display_name, chat.engine) == ("chat", "Chat Model", "llamacpp")
     assert (chat.engine_config.slots, chat.idle_unload_seconds) == (3, 120)
     assert chat.profile.system_role is False
-    assert (chat.limits.max_tokens, chat.limits.default_temperature) == (100, 0.2)
-    assert (chat.limits.default_top_p, chat.limits.default_max_tokens) == (0.9, 64)
-    assert chat.limits.max_messages == Settings().max_messages
+    assert (chat.limits.max_tokens, chat.defaults.temperature) == (100, 0.2)
+    assert (chat.defaults.top_p, chat.defaults.max_tokens) == (0.9, 64)
+    assert chat.limits.max_messages == Settings().limits.max_messages
     assert (remote.engine, remote.engine_config.model_path) == ("upstream", None)
     assert remote.engine_config.options == {"url": "http://127.0.0.1:9/v1", "api_key": "secret-upstream-key"}
 

@@ -10,7 +10,6 @@ import pytest
 from aimi.deployments.build import DeploymentSpec, from_config, keys_from_config
 from aimi.deployments.config import ConfigError, parse_config
 from aimi.quota.api import QuotaLimits
-from aimi.safety.api import Severity
 from aimi.safety.blocklist import Blocklist
 from aimi.safety.policy import Action, SafetyPolicy
 from aimi.settings import Settings
@@ -74,7 +73,10 @@ def test_quota_prices_and_safety_reach_the_deployment(specs: list[DeploymentSpec
     assert plain.prices is None
     assert chat.safety == SafetyPolicy(
         action=Action.ANNOTATE,
-        thresholds={"hate": Severity.MEDIUM, "sexual": Severity.MEDIUM, "violence": Severity.LOW},
+        hate="medium",
+        sexual="medium",
+        violence="low",
+        self_harm="off",
         blocklists=(Blocklist("rules", ("bluebird",), (r"\d{3}-\d{4}",)),),
         jailbreak=True,
         window=64,

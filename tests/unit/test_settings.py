@@ -23,3 +23,14 @@ def test_importing_aimi_imports_no_engine_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_limits_quota_and_defaults_keep_their_flat_names(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AIMI_MAX_TOKENS_LIMIT", "100")
+    monkeypatch.setenv("AIMI_QUOTA_MAX_CONCURRENT", "3")
+    monkeypatch.setenv("AIMI_DEFAULT_TEMPERATURE", "0.1")
+    settings = Settings(max_queue=0, quota_tokens_per_minute=0)
+    assert (settings.limits.max_tokens, settings.limits.max_queue, settings.limits.max_n) == (100, 0, 8)
+    assert (settings.quota.requests_per_minute, settings.quota.tokens_per_minute) == (1000, None)
+    assert settings.quota.max_concurrent == 3
+    assert (settings.defaults.temperature, settings.defaults.top_p) == (0.1, None)

@@ -36,7 +36,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--api-key",
         action="append",
-        dest="api_keys",
+        dest="api_key",
         metavar="KEY",
         help="a key clients may use; repeatable (or AIMI_API_KEY, comma-separated)",
     )
@@ -52,26 +52,16 @@ def add_parser(commands: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    for field in (
-        "model",
-        "host",
-        "port",
-        "engine",
-        "slots",
-        "context_size",
-        "threads",
-        "deployment_name",
-        "no_auth",
-        "config",
-    ):
-        value = getattr(args, field)
-        if value is not None:
-            overrides[field] = value
-    if args.api_keys:
-        overrides["api_key"] = args.api_keys
-    if args.engine_options:
-        overrides["engine_options"] = json.loads(args.engine_options)
+    """The settings, with each flag given (each flag's dest is the setting it sets) over the
+    environment's."""
+    given = vars(args).items()
+    overrides: dict[str, Any] = {
+        name: value for name, value in given if name in Settings.model_fields and value is not None
+    }
+    if isinstance(overrides.get("engine_options"), str):
+        text = overrides.pop("engine_options")
+        if text:
+            overrides["engine_options"] = json.loads(text)
     return Settings(**overrides)
 
 

@@ -8,22 +8,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aimi.auth.keys import ApiKey, Principal
-from aimi.deployments.config import ConfigError, DeploymentConfig, FileConfig, QuotaConfig, SafetyConfig
+from aimi.deployments.config import ConfigError, DeploymentConfig, FileConfig, engine_rules
+from aimi.deployments.limits import Limits, SamplingDefaults, overlay
 from aimi.deployments.profile import ModelProfile
-from aimi.deployments.registry import Endpoint, Limits
+from aimi.deployments.registry import Endpoint
 from aimi.deployments.sources import ModelSourceError, ResolvedModel, resolve
 from aimi.engines.api import EngineConfig
+from aimi.engines.options import OptionError
 from aimi.quota.api import QuotaLimits
-from aimi.safety.api import CATEGORIES, Severity
-from aimi.safety.blocklist import Blocklist
-from aimi.safety.policy import Action, SafetyPolicy
+from aimi.safety.policy import SafetyPolicy
 from aimi.settings import Settings
 from aimi.usage.records import Prices
 
 
 @dataclass(frozen=True)
 class DeploymentSpec:
-    """Everything needed to build one deployment: names, engine and its config, profile, limits."""
+    """Everything needed to build one deployment: names, engine and its config, profile, limits,
+    sampling defaults, quota, prices and content safety."""
 
     name: str
     display_name: str
@@ -31,69 +32,11 @@ class DeploymentSpec:
     engine_config: EngineConfig
     profile: ModelProfile
     limits: Limits
+    defaults: SamplingDefaults = SamplingDefaults()
     idle_unload_seconds: float | None = None
     quota: QuotaLimits = QuotaLimits()
     prices: Prices | None = None
     safety: SafetyPolicy | None = None
-
-
-def server_limits(settings: Settings) -> Limits:
-    """The per-request limits of the server's settings."""
-    return Limits(
-        max_tokens=settings.max_tokens_limit,
-        max_messages=settings.max_messages,
-        max_queue=settings.max_queue,
-        default_temperature=settings.default_temperature,
-        max_n=settings.max_n,
-        max_best_of=settings.max_best_of,
-        max_logit_bias=settings.max_logit_bias,
-        max_tools=settings.max_tools,
-        max_embedding_inputs=settings.max_embedding_inputs,
-        max_embedding_chars=settings.max_embedding_chars,
-        max_image_bytes=settings.max_image_bytes,
-    )
-
-
-def server_quota(settings: Settings) -> QuotaLimits:
-    """A deployment's quota unless its entry says otherwise (0 turns a limit off)."""
-    return QuotaLimits(
-        requests_per_minute=settings.quota_requests_per_minute or None,
-        tokens_per_minute=settings.quota_tokens_per_minute or None,
-        max_concurrent=settings.quota_max_concurrent or None,
-    )
-
-
-def _quota(base: QuotaLimits, entry: QuotaConfig | None) -> QuotaLimits | None:
-    if entry is None:
-        return base
-    given = entry.model_dump(exclude_unset=True)
-    return QuotaLimits(
-        **{
-            name: (given[name] or None) if name in given else getattr(base, name)
-            for name in ("requests_per_minute", "tokens_per_minute", "max_concurrent")
-        }
-    )
-
-
-def safety_policy(entry: SafetyConfig | None) -> SafetyPolicy | None:
-    """The file's safety table as a policy; None when absent or switched off."""
-    if entry is None or not entry.enabled:
-        return None
-    levels = {category: getattr(entry, category) for category in CATEGORIES}
-    return SafetyPolicy(
-        action=Action(entry.action),
-        thresholds={c: Severity.parse(level) for c, level in levels.items() if level != "off"},
-        blocklists=tuple(Blocklist(b.name, tuple(b.terms), tuple(b.patterns)) for b in entry.blocklists),
-        jailbreak=entry.jailbreak,
-        annotate=entry.annotate,
-        classifier=entry.classifier,
-        classifier_options=dict(entry.classifier_options),
-        window=entry.window,
-        overlap=min(entry.overlap, entry.window),
-        on_error=entry.on_error,
-        timeout=entry.timeout,
-        max_prompt_chars=entry.max_prompt_chars,
-    )
 
 
 def from_settings(settings: Settings, model: ResolvedModel) -> list[DeploymentSpec]:
@@ -112,28 +55,22 @@ def from_settings(settings: Settings, model: ResolvedModel) -> list[DeploymentSp
             engine=settings.engine or model.engine or "llamacpp",
             engine_config=config,
             profile=model.profile,
-            limits=server_limits(settings),
-            quota=server_quota(settings),
+            limits=settings.limits,
+            defaults=settings.defaults,
+            quota=settings.quota,
         )
     ]
 
 
 def _spec(settings: Settings, entry: DeploymentConfig, model: ResolvedModel | None, where: str) -> DeploymentSpec:
-    options = dict(entry.engine_options)
-    key_env = options.pop("api_key_env", None)
-    if key_env is not None:
-        if key_env not in os.environ:
-            raise ConfigError(f"{where}.engine_options.api_key_env: the environment has no {key_env}")
-        options["api_key"] = os.environ[key_env]
+    try:
+        options = engine_rules(entry.engine).from_file(entry.engine_options)
+    except OptionError as exc:
+        raise ConfigError(f"{where}.engine_options.{exc.option}: {exc}") from None
     engine = entry.engine or (model.engine if model else "") or "llamacpp"
     profile = model.profile if model else ModelProfile()
     overrides = entry.profile.model_dump(exclude_none=True, exclude={"display_name"})
     profile = replace(profile, **overrides)
-    limits = server_limits(settings)
-    limits = replace(limits, **entry.limits.model_dump(exclude_none=True))
-    if entry.defaults.temperature is not None:
-        limits = replace(limits, default_temperature=entry.defaults.temperature)
-    limits = replace(limits, default_top_p=entry.defaults.top_p, default_max_tokens=entry.defaults.max_tokens)
     return DeploymentSpec(
         name=entry.name,
         display_name=entry.profile.display_name or (model.display_name if model else entry.name),
@@ -146,11 +83,12 @@ def _spec(settings: Settings, entry: DeploymentConfig, model: ResolvedModel | No
             options=options,
         ),
         profile=profile,
-        limits=limits,
+        limits=overlay(settings.limits, entry.limits),
+        defaults=overlay(settings.defaults, entry.defaults),
         idle_unload_seconds=entry.idle_unload_seconds,
-        quota=_quota(server_quota(settings), entry.quota) or QuotaLimits(),
+        quota=overlay(settings.quota, entry.quota) if entry.quota is not None else settings.quota,
         prices=Prices(entry.prices.prompt_per_1m, entry.prices.completion_per_1m) if entry.prices else None,
-        safety=safety_policy(entry.safety),
+        safety=entry.safety if entry.safety is not None and entry.safety.enabled else None,
     )
 
 
@@ -185,7 +123,7 @@ def keys_from_config(config: FileConfig) -> list[ApiKey]:
     keys = []
     for i, entry in enumerate(config.keys):
         allowed = frozenset(entry.deployments) if entry.deployments is not None else None
-        quota = _quota(QuotaLimits(), entry.quota)
+        quota = overlay(QuotaLimits(), entry.quota) if entry.quota is not None else QuotaLimits()
         scopes = frozenset(entry.scopes)
         if entry.sha256 is not None:
             keys.append(ApiKey(bytes.fromhex(entry.sha256), Principal(entry.name, allowed, quota, scopes)))

@@ -53,12 +53,17 @@ Every mistake is reported with the deployment and the field: ``deployments[1] ('
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from aimi.deployments.limits import Limits, SamplingDefaults
+from aimi.engines import ENGINES, engine_options
+from aimi.engines.options import EngineOptions
+from aimi.quota.api import QuotaLimits
+from aimi.safety.policy import SafetyPolicy
 
 
 class ConfigError(Exception):
@@ -84,103 +89,11 @@ class ProfileConfig(_Strict):
     input_prefixes: dict[str, str] | None = None
 
 
-class DefaultsConfig(_Strict):
-    """Sampling for requests that set none."""
-
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-
-
-class LimitsConfig(_Strict):
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_messages: Annotated[int, Field(ge=1)] | None = None
-    max_queue: Annotated[int, Field(ge=0)] | None = None
-    max_n: Annotated[int, Field(ge=1)] | None = None
-    max_best_of: Annotated[int, Field(ge=1)] | None = None
-    max_logit_bias: Annotated[int, Field(ge=0)] | None = None
-    max_tools: Annotated[int, Field(ge=1)] | None = None
-    max_embedding_inputs: Annotated[int, Field(ge=1)] | None = None
-    max_embedding_chars: Annotated[int, Field(ge=1)] | None = None
-    max_image_bytes: Annotated[int, Field(ge=1024)] | None = None
-
-
-class QuotaConfig(_Strict):
-    """Per-minute and concurrency limits; 0 turns a limit off, an absent one keeps the default."""
-
-    requests_per_minute: Annotated[int, Field(ge=0)] | None = None
-    tokens_per_minute: Annotated[int, Field(ge=0)] | None = None
-    max_concurrent: Annotated[int, Field(ge=0)] | None = None
-
-
 class PricesConfig(_Strict):
     """What a deployment's tokens cost, per million, for ``aimi usage``."""
 
     prompt_per_1m: Annotated[float, Field(ge=0)] = 0.0
     completion_per_1m: Annotated[float, Field(ge=0)] = 0.0
-
-
-class BlocklistConfig(_Strict):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    terms: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    patterns: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-
-    @field_validator("patterns")
-    @classmethod
-    def _compiles(cls, patterns: list[str]) -> list[str]:
-        import re
-
-        from aimi.safety.blocklist import check_pattern
-
-        for pattern in patterns:
-            try:
-                check_pattern(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not a regular expression: {exc}") from None
-        return patterns
-
-
-Level = Literal["off", "safe", "low", "medium", "high"]
-
-
-class SafetyConfig(_Strict):
-    """Content safety of a deployment: per category the lowest severity blocked ("off": never),
-    blocklists, jailbreak detection, block or only annotate, and the classifier that judges."""
-
-    enabled: bool = True
-    action: Literal["block", "annotate"] = "block"
-    hate: Level = "medium"
-    sexual: Level = "medium"
-    violence: Level = "medium"
-    self_harm: Level = "medium"
-    jailbreak: bool = False
-    annotate: bool = True
-    blocklists: list[BlocklistConfig] = Field(default_factory=list)
-    classifier: Literal["embedded", "guard", "azure", "blocklist"] = "embedded"
-    classifier_options: dict[str, Any] = Field(default_factory=dict)
-    window: Annotated[int, Field(ge=16, le=10_000)] = 160
-    overlap: Annotated[int, Field(ge=1, le=1_000)] = 48
-    on_error: Literal["closed", "open"] = "closed"
-    timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
-    max_prompt_chars: Annotated[int, Field(ge=1000)] = 200_000
-
-    @field_validator("classifier_options")
-    @classmethod
-    def _no_inline_secrets(cls, options: dict[str, Any]) -> dict[str, Any]:
-        if any("key" in name.lower() and name != "key_env" for name in options):
-            raise ValueError("name the environment variable holding the key with key_env, not the key itself")
-        key_env = options.get("key_env")
-        if key_env is not None and not (isinstance(key_env, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env)):
-            raise ValueError("key_env must be the name of an environment variable (letters, digits, _)")
-        return options
-
-    @model_validator(mode="after")
-    def _jailbreak_needs_a_detector(self) -> SafetyConfig:
-        if self.jailbreak and self.classifier in ("guard", "blocklist"):
-            raise ValueError(
-                f"jailbreak detection needs the embedded or azure classifier; {self.classifier} cannot tell"
-            )
-        return self
 
 
 class DeploymentConfig(_Strict):
@@ -195,17 +108,16 @@ class DeploymentConfig(_Strict):
     threads: Annotated[int, Field(ge=1)] | None = None
     idle_unload_seconds: Annotated[float, Field(gt=0)] | None = None
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
-    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    quota: QuotaConfig | None = None
+    defaults: SamplingDefaults = Field(default_factory=SamplingDefaults)
+    limits: Limits = Field(default_factory=Limits)
+    quota: QuotaLimits | None = None
     prices: PricesConfig | None = None
-    safety: SafetyConfig | None = None
+    safety: SafetyPolicy | None = None
 
     @field_validator("engine_options")
     @classmethod
-    def _no_inline_secrets(cls, options: dict[str, Any]) -> dict[str, Any]:
-        if "api_key" in options:
-            raise ValueError("put the upstream's key in the environment and name it with api_key_env, not api_key")
+    def _as_the_engine_wants(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        engine_rules(info.data.get("engine")).check_file(options)
         return options
 
 
@@ -218,7 +130,7 @@ class KeyConfig(_Strict):
     secret_env: str | None = None
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     deployments: list[str] | None = None
-    quota: QuotaConfig | None = None
+    quota: QuotaLimits | None = None
     scopes: Annotated[list[Literal["inference", "metrics", "admin"]], Field(min_length=1)] = ["inference"]
 
 
@@ -242,6 +154,12 @@ class FileConfig(_Strict):
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
+
+
+def engine_rules(engine: str | None) -> type[EngineOptions]:
+    """What the file's checks know of an engine: its own, for a registered engine (an import
+    string's module is not imported to check a file); else that it needs a model."""
+    return engine_options(engine) if engine in ENGINES else EngineOptions
 
 
 def _where(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
@@ -279,10 +197,14 @@ def parse_config(text: str, source: str = "config") -> FileConfig:
     if duplicates:
         raise ConfigError(f"{source}: deployment names must be unique; repeated: {', '.join(duplicates)}")
     for i, deployment in enumerate(config.deployments):
-        if deployment.model is None and deployment.engine != "upstream":
+        rules = engine_rules(deployment.engine)
+        if deployment.model is None and rules.needs_model:
             raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).model is required")
-        if deployment.engine == "upstream" and "url" not in deployment.engine_options:
-            raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).engine_options.url is required")
+        for option in rules.required():
+            if option not in deployment.engine_options:
+                raise ConfigError(
+                    f"{source}: deployments[{i}] ({deployment.name!r}).engine_options.{option} is required"
+                )
         safety = deployment.safety
         if safety is not None and safety.classifier == "guard":
             guard = safety.classifier_options.get("deployment")

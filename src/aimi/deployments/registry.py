@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aimi.deployments.limits import Limits, SamplingDefaults
 from aimi.deployments.profile import ModelProfile
 from aimi.engines.api import Engine, EngineState, ModelFacts
 from aimi.protocol.errors import ApiError, service_unavailable
@@ -18,25 +19,6 @@ from aimi.safety.filter import ContentFilter
 from aimi.usage.records import Prices
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Limits:
-    """Per-deployment bounds on what one request may ask for."""
-
-    max_tokens: int
-    max_messages: int
-    max_queue: int
-    default_temperature: float
-    max_n: int = 8
-    max_best_of: int = 8
-    max_logit_bias: int = 300
-    max_tools: int = 64
-    max_embedding_inputs: int = 2048
-    max_embedding_chars: int = 100_000
-    max_image_bytes: int = 8 * 1024 * 1024
-    default_top_p: float | None = None
-    default_max_tokens: int | None = None
 
 
 @dataclass
@@ -52,6 +34,7 @@ class Deployment:
     profile: ModelProfile
     engine: Engine
     limits: Limits
+    defaults: SamplingDefaults = field(default_factory=SamplingDefaults)
     facts: ModelFacts | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     in_flight: int = 0

@@ -1,7 +1,9 @@
 """Engines, found by name through a registry of lazy import strings.
 
 Importing aimi never imports llama.cpp, vLLM or torch: an engine's module is imported only when
-a deployment asks for it. Any ``package.module:Class`` string works as an engine name too.
+a deployment asks for it, and those modules import their libraries only when the engine starts,
+so :func:`engine_options` (what a deployments file is checked against) loads none of them. Any
+``package.module:Class`` string works as an engine name too.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import importlib
 
 from aimi.engines.api import Engine, EngineConfig
+from aimi.engines.options import AnyOptions, EngineOptions
 
 ENGINES: dict[str, str] = {
     "llamacpp": "aimi.engines.llamacpp:LlamaCppEngine",
@@ -19,15 +22,24 @@ ENGINES: dict[str, str] = {
 }
 
 
+def load(target: str, registry: dict[str, str], what: str) -> object:
+    """The object an import string ``module:attribute`` names, or the one a registry name maps to."""
+    module_name, sep, attribute = registry.get(target, target).partition(":")
+    if not sep:
+        raise ValueError(f"unknown {what} {target!r}; known {what}s: {', '.join(sorted(registry))}")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
 def engine_class(name: str) -> type[Engine]:
     """The engine class for a registry name or an import string ``module:attribute``."""
-    target = ENGINES.get(name, name)
-    module_name, sep, attribute = target.partition(":")
-    if not sep:
-        raise ValueError(f"unknown engine {name!r}; known engines: {', '.join(sorted(ENGINES))}")
-    module = importlib.import_module(module_name)
-    cls: type[Engine] = getattr(module, attribute)
+    cls: type[Engine] = load(name, ENGINES, "engine")  # type: ignore[assignment]
     return cls
+
+
+def engine_options(name: str) -> type[EngineOptions]:
+    """The options model an engine declares as ``Options`` (one that declares none takes any)."""
+    options: type[EngineOptions] = getattr(engine_class(name), "Options", AnyOptions)
+    return options
 
 
 def build_engine(name: str, config: EngineConfig) -> Engine:

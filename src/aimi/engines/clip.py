@@ -46,7 +46,9 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+from pydantic import Field, field_validator
 
 from aimi.engines.api import (
     EmbeddingRequest,
@@ -60,6 +62,7 @@ from aimi.engines.api import (
     ModelFacts,
     RequestFailed,
 )
+from aimi.engines.options import EngineOptions
 
 if TYPE_CHECKING:
     import torch
@@ -108,21 +111,42 @@ class _Job:
         return (0 if self.pixels is None else int(self.pixels.shape[0])) + len(self.texts)
 
 
+class ClipOptions(EngineOptions):
+    """The options in the module's docstring."""
+
+    engine_name: ClassVar[str] = "clip"
+
+    max_batch: int = DEFAULT_MAX_BATCH
+    max_image_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_IMAGE_PIXELS
+    dtype: str = "float32"
+
+    @field_validator("max_batch")
+    @classmethod
+    def _at_least_one(cls, max_batch: int) -> int:
+        return max(1, max_batch)
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, dtype: str) -> str:
+        if dtype not in _DTYPES:
+            raise ValueError(f"clip engine: dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}")
+        return dtype
+
+
 class ClipEngine:
     """Embeds images, images with text and texts with a CLIP-family model; see the module doc."""
 
     capabilities = EngineCapabilities(chat=False, completions=False, embeddings=True, image_embeddings=True)
+    Options = ClipOptions
 
     def __init__(self, config: EngineConfig) -> None:
         if not config.model_path:
             raise ValueError("the clip engine needs a model_path: a local Hugging Face CLIP directory")
         self._config = config
-        options = config.options
-        self._max_batch = max(1, int(options.get("max_batch", DEFAULT_MAX_BATCH)))
-        self._max_image_pixels = int(options.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
-        self._dtype_name = str(options.get("dtype", "float32"))
-        if self._dtype_name not in _DTYPES:
-            raise ValueError(f"clip engine: dtype must be one of {', '.join(_DTYPES)}, not {self._dtype_name!r}")
+        options = ClipOptions.parse(config.options)
+        self._max_batch = options.max_batch
+        self._max_image_pixels = options.max_image_pixels
+        self._dtype_name = options.dtype
         self._state = EngineState.LOADING
         self._loaded: _Loaded | None = None
         # Preparation (Pillow, the image processor, the tokenizer) and the model each get one

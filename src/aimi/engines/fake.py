@@ -27,7 +27,9 @@ import math
 import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
 
 from aimi.engines.api import (
     EmbeddingRequest,
@@ -44,6 +46,7 @@ from aimi.engines.api import (
     TextDelta,
     Usage,
 )
+from aimi.engines.options import EngineOptions
 
 DEFAULT_TEXT = "Hello from the fake engine: naïve café, 東京, 🙂 and nothing more."
 _TOKEN = re.compile(r"\S+\s*|\s+")
@@ -66,6 +69,23 @@ def _logprobs(token: str, position: int, alternatives: int | None) -> tuple[dict
     return ({**chosen, "top_logprobs": tops[:alternatives]},)
 
 
+class FakeOptions(EngineOptions):
+    """The script, as the module's docstring describes it."""
+
+    engine_name: ClassVar[str] = "fake"
+
+    text: str = DEFAULT_TEXT
+    tokens_per_second: Annotated[float, Field(ge=0)] = 0
+    fail_after: Annotated[int, Field(ge=0)] | None = None
+    die_after: Annotated[int, Field(ge=0)] | None = None
+    hang: bool = False
+    load_seconds: Annotated[float, Field(ge=0)] = 0
+    fail_load: bool = False
+    structured_output: bool = False
+    kind: Literal["chat", "embeddings", "image_embeddings"] = "chat"
+    dimensions: Annotated[int, Field(ge=1)] = 8
+
+
 class FakeEngine:
     """Answers every request with ``options["text"]``, paced and failing as scripted."""
 
@@ -78,8 +98,12 @@ class FakeEngine:
         extra_parameters={"top_k": int, "min_p": (int, float), "ignore_eos": bool},
     )
 
+    Options = FakeOptions
+
     def __init__(self, config: EngineConfig) -> None:
+        FakeOptions.parse(config.options)
         self.config = config
+        # The script stays a plain dict: a test may change it while the engine runs.
         self.options: dict[str, Any] = dict(config.options)
         kind = self.options.get("kind", "chat")
         if self.options.get("structured_output"):

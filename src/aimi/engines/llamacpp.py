@@ -20,7 +20,7 @@ import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -41,6 +41,7 @@ from aimi.engines.api import (
     Usage,
 )
 from aimi.engines.openai_wire import logprobs_of, turn_to_json
+from aimi.engines.options import EngineOptions
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,16 @@ def _error_message(chunk: dict[str, Any]) -> RequestFailed:
     return RequestFailed(message, client_error=error.get("code") == 400)
 
 
+class LlamaCppOptions(EngineOptions):
+    """``embedding``: serve embeddings instead of generations; ``verbosity``: llama.cpp's own log
+    level (-1, the default, keeps it quiet)."""
+
+    engine_name: ClassVar[str] = "llamacpp"
+
+    embedding: bool = False
+    verbosity: int = -1
+
+
 class LlamaCppEngine:
     """llama.cpp through xllamacpp: continuous batching over ``config.slots`` parallel slots."""
 
@@ -119,18 +130,20 @@ class LlamaCppEngine:
         stop_token_ids=True,
         extra_parameters={key: kind for key, (_, kind) in _EXTRAS.items()},
     )
+    Options = LlamaCppOptions
 
     def __init__(self, config: EngineConfig) -> None:
         if not config.model_path:
             raise ValueError("the llamacpp engine needs a model_path")
         self._config = config
+        self._options = LlamaCppOptions.parse(config.options)
         self._server: Any = None
         self._state = EngineState.LOADING
         # Worker threads wait inside llama.cpp (without the GIL) while their request queues
         # or runs; more threads than slots lets llama.cpp's own queue hold the overflow.
         self._executor = ThreadPoolExecutor(max_workers=max(16, config.slots * 8), thread_name_prefix="aimi-llamacpp")
         self._active: dict[str, threading.Event] = {}
-        self._embedding = bool(config.options.get("embedding"))
+        self._embedding = self._options.embedding
         # llama.cpp's own HTTP server listens on loopback, locked with this key; aimi asks it only
         # to count tokens.
         self._internal_key = secrets.token_urlsafe(32)
@@ -161,7 +174,7 @@ class LlamaCppEngine:
         params.hostnames = ["127.0.0.1"]
         params.port = 0
         params.api_keys = [self._internal_key]
-        params.verbosity = int(self._config.options.get("verbosity", -1))
+        params.verbosity = self._options.verbosity
         params.endpoint_metrics = True
         if self._embedding:
             params.embedding = True

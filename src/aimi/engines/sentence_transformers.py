@@ -15,7 +15,9 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field
 
 from aimi.engines.api import (
     EmbeddingRequest,
@@ -29,6 +31,7 @@ from aimi.engines.api import (
     ModelFacts,
     RequestFailed,
 )
+from aimi.engines.options import EngineOptions
 
 
 @dataclass
@@ -41,21 +44,32 @@ class _Pending:
         return len(self.request.texts or self.request.token_ids or ())
 
 
+class SentenceTransformersOptions(EngineOptions):
+    """``max_batch``: most inputs in one forward pass; ``device``: where the model runs."""
+
+    engine_name: ClassVar[str] = "sentence-transformers"
+
+    max_batch: Annotated[int, Field(ge=1)] = 64
+    device: str = "cpu"
+
+
 class SentenceTransformersEngine:
     """A sentence-transformers model directory (config, weights, tokenizer, pooling modules)."""
 
     capabilities = EngineCapabilities(chat=False, completions=False, embeddings=True, token_inputs=True)
+    Options = SentenceTransformersOptions
 
     def __init__(self, config: EngineConfig) -> None:
         if not config.model_path:
             raise ValueError("the sentence-transformers engine needs a model_path")
         self._config = config
+        self._options = SentenceTransformersOptions.parse(config.options)
         self._model: Any = None
         self._state = EngineState.LOADING
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aimi-embed")
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._max_batch = int(config.options.get("max_batch", 64))
+        self._max_batch = self._options.max_batch
         self.batches = 0
         self.inputs = 0
 
@@ -78,7 +92,7 @@ class SentenceTransformersEngine:
 
         if self._config.threads:
             torch.set_num_threads(self._config.threads)
-        device = str(self._config.options.get("device", "cpu"))
+        device = self._options.device
         return SentenceTransformer(str(self._config.model_path), device=device, local_files_only=True)
 
     @property

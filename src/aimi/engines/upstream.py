@@ -56,13 +56,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import Field, field_validator, model_validator
 
 from aimi.engines.api import (
     EmbeddingRequest,
@@ -82,23 +84,10 @@ from aimi.engines.api import (
     Usage,
 )
 from aimi.engines.openai_wire import logprobs_of, turn_to_json
+from aimi.engines.options import EngineOptions, OptionError
 
 log = logging.getLogger(__name__)
 
-_OPTIONS = frozenset(
-    {
-        "url",
-        "model",
-        "api_key",
-        "connect_timeout",
-        "read_timeout",
-        "max_connections",
-        "context_length",
-        "kind",
-        "capabilities",
-        "start_timeout",
-    }
-)
 _FLAGS = ("structured_output", "logprobs", "logit_bias", "stop_token_ids", "token_inputs")
 _EXTRAS: dict[str, type | tuple[type, ...]] = {
     "top_k": int,
@@ -125,14 +114,69 @@ _START_RETRY_DELAY = 0.5
 _KEEPALIVE_EXPIRY = 3.0
 
 
-def _number(options: dict[str, Any], name: str, default: float, *, integer: bool = False, zero: bool = False) -> float:
-    value: object = options.get(name, default)
-    kind = "integer" if integer else "number"
-    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
-        raise ValueError(f"upstream option {name!r} must be a {kind}, not {value!r}")
-    if value < 0 or (value == 0 and not zero):
-        raise ValueError(f"upstream option {name!r} must be a {'non-negative' if zero else 'positive'} {kind}")
-    return float(value)
+_Seconds = Annotated[float, Field(strict=True, gt=0)]
+_Count = Annotated[int, Field(strict=True, gt=0)]
+
+
+class UpstreamOptions(EngineOptions):
+    """The upstream engine's options (see the module's docstring). A deployments file names the
+    upstream's key by its environment variable, ``api_key_env``, never writes it as ``api_key``."""
+
+    engine_name: ClassVar[str] = "upstream"
+    needs_model: ClassVar[bool] = False
+
+    url: str
+    model: Annotated[str, Field(strict=True)] | None = None
+    api_key: Annotated[str, Field(strict=True)] | None = Field(None, repr=False)
+    connect_timeout: _Seconds = 5.0
+    read_timeout: _Seconds = 300.0
+    max_connections: _Count = 64
+    context_length: _Count | None = None
+    kind: Literal["chat", "embeddings"] = "chat"
+    capabilities: dict[str, Annotated[bool, Field(strict=True)]] | None = None
+    start_timeout: Annotated[float, Field(strict=True, ge=0)] = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_and_url(cls, options: Any) -> Any:
+        if isinstance(options, dict):
+            unknown = sorted(set(options) - set(cls.model_fields))
+            if unknown:
+                raise ValueError(f"unknown upstream option(s) {unknown}; known: {', '.join(sorted(cls.model_fields))}")
+            url = options.get("url")
+            if not isinstance(url, str) or not url:
+                raise ValueError("the upstream engine needs a 'url' option, e.g. http://127.0.0.1:8080/v1")
+        return options
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"the upstream url must be an http:// or https:// URL, not {_shown(url)!r}")
+        return url.rstrip("/")
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_flags(cls, flags: dict[str, bool] | None) -> dict[str, bool] | None:
+        if flags and set(flags) - set(_FLAGS):
+            raise ValueError(f"upstream option 'capabilities' must map some of {', '.join(_FLAGS)} to true or false")
+        return flags
+
+    @classmethod
+    def check_file(cls, options: Mapping[str, Any]) -> None:
+        if "api_key" in options:
+            raise ValueError("put the upstream's key in the environment and name it with api_key_env, not api_key")
+
+    @classmethod
+    def from_file(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        given = dict(options)
+        key_env = given.pop("api_key_env", None)
+        if key_env is not None:
+            if key_env not in os.environ:
+                raise OptionError("api_key_env", f"the environment has no {key_env}")
+            given["api_key"] = os.environ[key_env]
+        return given
 
 
 def _shown(url: str) -> str:
@@ -197,43 +241,21 @@ class UpstreamEngine:
     """Generations and embeddings served by an OpenAI-compatible server over HTTP."""
 
     capabilities = EngineCapabilities(chat=True, completions=True, extra_parameters=dict(_EXTRAS))
+    Options = UpstreamOptions
 
     def __init__(self, config: EngineConfig) -> None:
-        options = dict(config.options)
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown upstream option(s) {unknown}; known: {', '.join(sorted(_OPTIONS))}")
-        url = options.get("url")
-        if not isinstance(url, str) or not url:
-            raise ValueError("the upstream engine needs a 'url' option, e.g. http://127.0.0.1:8080/v1")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"the upstream url must be an http:// or https:// URL, not {_shown(url)!r}")
-        self._url = url.rstrip("/")
+        options = UpstreamOptions.parse(config.options)
+        self._url = options.url
         self._shown = _shown(self._url)
-        model = options.get("model")
-        if model is not None and not isinstance(model, str):
-            raise ValueError("upstream option 'model' must be a string")
-        self._model: str | None = model or None
-        api_key = options.get("api_key")
-        if api_key is not None and not isinstance(api_key, str):
-            raise ValueError("upstream option 'api_key' must be a string")
-        self._api_key: str | None = api_key or None
-        self._connect_timeout = _number(options, "connect_timeout", 5)
-        self._read_timeout = _number(options, "read_timeout", 300)
-        self._max_connections = int(_number(options, "max_connections", 64, integer=True))
-        self._start_timeout = _number(options, "start_timeout", 0, zero=True)
-        self._context_length: int | None = None
-        if "context_length" in options:
-            self._context_length = int(_number(options, "context_length", 4096, integer=True))
-        kind = options.get("kind", "chat")
-        if kind not in ("chat", "embeddings"):
-            raise ValueError(f"upstream option 'kind' must be 'chat' or 'embeddings', not {kind!r}")
-        flags = options.get("capabilities") or {}
-        if not isinstance(flags, dict) or set(flags) - set(_FLAGS):
-            raise ValueError(f"upstream option 'capabilities' must map some of {', '.join(_FLAGS)} to true or false")
-        if not all(isinstance(value, bool) for value in flags.values()):
-            raise ValueError("upstream option 'capabilities' takes true or false for each flag")
+        self._model: str | None = options.model or None
+        self._api_key: str | None = options.api_key or None
+        self._connect_timeout = options.connect_timeout
+        self._read_timeout = options.read_timeout
+        self._max_connections = options.max_connections
+        self._start_timeout = options.start_timeout
+        self._context_length: int | None = options.context_length
+        kind = options.kind
+        flags = options.capabilities or {}
         chosen = {name: bool(flags.get(name, False)) for name in _FLAGS}
         if kind == "chat":
             self.capabilities = EngineCapabilities(

@@ -109,7 +109,7 @@ def _max_tokens(requested: int | None, field: str, deployment: Deployment) -> in
     context better than a default aimi would send it."""
     cap = deployment.max_tokens
     if requested is None:
-        default = deployment.limits.default_max_tokens
+        default = deployment.defaults.max_tokens
         return None if default is None else min(default, cap)
     if requested > cap:
         raise invalid_request(
@@ -128,8 +128,8 @@ def _sampling(temperature: float | None, top_p: float | None, deployment: Deploy
         # top_p 0 keeps only the most likely token: greedy decoding.
         return 0.0, None
     if top_p is None:
-        top_p = deployment.limits.default_top_p
-    return (deployment.limits.default_temperature if temperature is None else temperature), top_p
+        top_p = deployment.defaults.top_p
+    return (deployment.defaults.temperature if temperature is None else temperature), top_p
 
 
 SAFE_PROMPT = (

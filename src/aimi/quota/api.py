@@ -15,18 +15,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 WINDOW_SECONDS = 60
 
 
-@dataclass(frozen=True)
-class QuotaLimits:
-    """Limits of one scope; None means unlimited."""
+class QuotaLimits(BaseModel):
+    """Limits of one scope; None means unlimited, and 0 (as settings and files write it) is None.
 
-    requests_per_minute: int | None = None
-    tokens_per_minute: int | None = None
-    max_concurrent: int | None = None
+    The server's values are the ``AIMI_QUOTA_*`` settings; a file's ``[deployments.quota]`` or
+    ``[keys.quota]`` table is this model too, read as overrides (absent: the deployment keeps the
+    server's value, a key has no limit of its own)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_minute: Annotated[int, Field(ge=0)] | None = Field(None, description="Requests per minute.")
+    tokens_per_minute: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="Tokens (prompt + max_tokens, settled to usage) per minute."
+    )
+    max_concurrent: Annotated[int, Field(ge=0)] | None = Field(None, description="Requests running at once.")
+
+    @field_validator("requests_per_minute", "tokens_per_minute", "max_concurrent")
+    @classmethod
+    def _zero_is_unlimited(cls, value: int | None) -> int | None:
+        return value or None
 
     @property
     def unlimited(self) -> bool:

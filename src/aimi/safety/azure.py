@@ -10,17 +10,24 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from aimi.safety.api import Analysis, ClassifierError, Severity
+
+if TYPE_CHECKING:
+    from aimi.safety.registry import Context
 
 _CATEGORIES = {"Hate": "hate", "Sexual": "sexual", "Violence": "violence", "SelfHarm": "self_harm"}
 _MAX_TEXT = 10_000  # the service's limit per text
 
 
 class AzureContentSafety:
+    @classmethod
+    def build(cls, options: dict[str, Any], context: Context) -> AzureContentSafety:
+        return cls(options)
+
     def __init__(self, options: dict[str, Any]) -> None:
         endpoint = options.get("endpoint")
         if not isinstance(endpoint, str) or not endpoint:

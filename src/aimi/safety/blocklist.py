@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 # Nested repetition, as in (a+)+ or (\w*)*: the shape of patterns that backtrack exponentially.
 _NESTED_REPEAT = re.compile(r"\((?:[^()\\]|\\.)*[+*}]\)[+*{]")
@@ -35,23 +37,39 @@ def _term(term: str) -> str:
     return r"[\s\-]+".join(re.escape(word) for word in words)
 
 
-@dataclass(frozen=True)
-class Blocklist:
-    name: str
-    terms: tuple[str, ...] = ()
-    patterns: tuple[str, ...] = ()
+class Blocklist(BaseModel):
+    """A named list of terms and patterns; a deployments file's ``[[deployments.safety.blocklists]]``."""
 
-    def __post_init__(self) -> None:
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    terms: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    patterns: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    _compiled: re.Pattern[str] | None = PrivateAttr(None)
+
+    def __init__(self, name: str, terms: Sequence[str] = (), patterns: Sequence[str] = (), **extra: Any) -> None:
+        super().__init__(name=name, terms=terms, patterns=patterns, **extra)
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            try:
+                check_pattern(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a regular expression: {exc}") from None
+        return patterns
+
+    def model_post_init(self, context: Any) -> None:
         parts = []
         terms = [_term(term) for term in self.terms if normalise(term).split()]
         if terms:
             parts.append(rf"(?<!\w)(?:{'|'.join(terms)})(?!\w)")
         parts += [f"(?:{p})" for p in self.patterns]
-        object.__setattr__(self, "_compiled", re.compile("|".join(parts), re.IGNORECASE) if parts else None)
+        self._compiled = re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
     def matches(self, text: str) -> bool:
-        compiled: re.Pattern[str] | None = self._compiled  # type: ignore[attr-defined]
-        return compiled is not None and compiled.search(normalise(text)) is not None
+        return self._compiled is not None and self._compiled.search(normalise(text)) is not None
 
 
 def matched(blocklists: Sequence[Blocklist], text: str) -> tuple[str, ...]:

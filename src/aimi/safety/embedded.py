@@ -25,10 +25,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aimi.safety.api import CATEGORIES, Analysis, ClassifierError, Severity
 from aimi.safety.exemplars import EXEMPLARS
+
+if TYPE_CHECKING:
+    from aimi.safety.registry import Context
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,10 @@ _ATTACKS = {"prompt_injection", "jailbreak"}
 
 
 class EmbeddedClassifier:
+    @classmethod
+    def build(cls, options: dict[str, Any], context: Context) -> EmbeddedClassifier:
+        return cls(options, context.model_path)
+
     def __init__(self, options: dict[str, Any], model_path: Callable[[str], Path]) -> None:
         self._ref = str(options.get("model", DEFAULT_MODEL))
         self._model_path = model_path

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aimi.engines.api import ChatTurn, Engine, GenerationRequest, TextDelta
 from aimi.safety.api import Analysis, ClassifierError, Severity
+
+if TYPE_CHECKING:
+    from aimi.safety.registry import Context
 
 # Llama Guard 3's hazard taxonomy, and where each lands in aimi's four categories.
 TAXONOMY = {
@@ -64,6 +67,10 @@ def parse_verdict(answer: str) -> Analysis:
 
 
 class GuardClassifier:
+    @classmethod
+    def build(cls, options: dict[str, Any], context: Context) -> GuardClassifier:
+        return cls(options, context.engine_of)
+
     def __init__(self, options: dict[str, Any], engine_of: Callable[[str], Awaitable[Engine]]) -> None:
         name = options.get("deployment")
         if not isinstance(name, str) or not name:

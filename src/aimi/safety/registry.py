@@ -1,29 +1,60 @@
-"""Classifiers by name: built once per (name, options) and shared by the deployments using them.
+"""Classifiers by name, through a registry of lazy import strings (as engines are): built once
+per (name, options) and shared by the deployments using them.
 
 * ``embedded`` (the default): a classifier model shipped in a PyPI package, run on the CPU, offline;
 * ``guard``: a guard model served by another deployment (Llama Guard's prompt and answer);
 * ``azure``: Azure AI Content Safety's REST API;
 * ``blocklist``: no model, only the policy's blocklists.
+
+A classifier class builds itself with ``build(options, context)``; the :class:`Context` gives it
+what it may need of the app. Importing this module loads no classifier model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aimi.engines.api import Engine
 from aimi.safety.api import Analysis, Classifier
 
-CLASSIFIERS = ("embedded", "guard", "azure", "blocklist")
+CLASSIFIERS: dict[str, str] = {
+    "embedded": "aimi.safety.embedded:EmbeddedClassifier",
+    "guard": "aimi.safety.guard:GuardClassifier",
+    "azure": "aimi.safety.azure:AzureContentSafety",
+    "blocklist": "aimi.safety.registry:NoClassifier",
+}
 log = logging.getLogger(__name__)
+
+EngineOf = Callable[[str], Awaitable[Engine]]
+ModelPath = Callable[[str], Path]
+
+
+@dataclass(frozen=True)
+class Context:
+    """``engine_of`` gives a deployment's engine (for ``guard``), ``model_path`` a model's local
+    path from its reference (for ``embedded``)."""
+
+    engine_of: EngineOf
+    model_path: ModelPath
+
+
+class ClassifierClass(Protocol):
+    def build(self, options: dict[str, Any], context: Context) -> Classifier: ...
 
 
 class NoClassifier:
     """Judges nothing as harmful: the policy's blocklists alone decide."""
+
+    @classmethod
+    def build(cls, options: dict[str, Any], context: Context) -> NoClassifier:
+        return cls()
 
     async def analyze(self, texts: Sequence[str]) -> list[Analysis]:
         return [Analysis() for _ in texts]
@@ -35,28 +66,14 @@ class NoClassifier:
         return None
 
 
-EngineOf = Callable[[str], Awaitable[Engine]]
-ModelPath = Callable[[str], Path]
-
-
 def build_classifier(name: str, options: dict[str, Any], engine_of: EngineOf, model_path: ModelPath) -> Classifier:
-    """``engine_of`` gives a deployment's engine (for ``guard``), ``model_path`` a model's local
-    path from its reference (for ``embedded``)."""
-    if name == "embedded":
-        from aimi.safety.embedded import EmbeddedClassifier
-
-        return EmbeddedClassifier(options, model_path)
-    if name == "guard":
-        from aimi.safety.guard import GuardClassifier
-
-        return GuardClassifier(options, engine_of)
-    if name == "azure":
-        from aimi.safety.azure import AzureContentSafety
-
-        return AzureContentSafety(options)
-    if name == "blocklist":
-        return NoClassifier()
-    raise ValueError(f"no content safety classifier named {name!r}; choose from {', '.join(CLASSIFIERS)}")
+    """The classifier registered as ``name``, built from its options."""
+    target = CLASSIFIERS.get(name)
+    if target is None:
+        raise ValueError(f"no content safety classifier named {name!r}; choose from {', '.join(CLASSIFIERS)}")
+    module_name, _, attribute = target.partition(":")
+    cls: ClassifierClass = getattr(importlib.import_module(module_name), attribute)
+    return cls.build(options, Context(engine_of, model_path))
 
 
 class Classifiers:

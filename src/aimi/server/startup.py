@@ -71,6 +71,7 @@ def build_deployment(spec: DeploymentSpec, classifiers: Classifiers) -> Deployme
         profile=profile,
         engine=engine,
         limits=spec.limits,
+        defaults=spec.defaults,
         idle_unload_seconds=spec.idle_unload_seconds,
         factory=partial(build_engine, spec.engine, spec.engine_config),
         spec=spec,
