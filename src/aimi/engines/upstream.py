@@ -48,7 +48,8 @@ for vLLM and llama-server, but is an approximation).
 
 ``extra_parameters``: ``top_k``, ``min_p``, ``repetition_penalty`` and ``ignore_eos`` are passed
 through as they are; ``repetition_penalty`` also as ``repeat_penalty``, llama-server's name for it.
-Reasoning text (``reasoning_content``) is not forwarded.
+Reasoning text (``reasoning_content``) is not forwarded. The request body and the reading of
+its chunks are :mod:`aimi.engines.openai_wire`'s, shared with the llama.cpp engine.
 """
 
 from __future__ import annotations

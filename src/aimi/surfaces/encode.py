@@ -1,5 +1,8 @@
 """Canonical events to response bodies: a whole JSON answer, or SSE frames.
 
+What a generation carries (text, logprobs, tool calls, usage) becomes the client's JSON here;
+``protocol/responses.py`` describes the same shapes for the OpenAPI document.
+
 Azure streams put ``usage`` on the chunk that carries the last ``finish_reason`` (the Azure SDK
 reads it there). OpenAI streams carry usage only when ``stream_options.include_usage`` asks,
 in a trailing chunk with empty ``choices``.
@@ -37,6 +40,7 @@ def logprobs_json(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
 
 
 def tool_call_json(call: ToolCall) -> dict[str, Any]:
+    """A whole tool call, as the answer's ``message.tool_calls`` holds it."""
     return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
 
 
