@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from aimi.deployments.profile import ModelProfile
-from aimi.engines.api import ChatTurn, GenerationRequest
+from aimi.engines.api import ChatTurn, GenerationRequest, JsonObject, JsonSchema
 from aimi.engines.fake import DEFAULT_TEXT, tokenize
 from aimi.pipeline.controls import read_controls
 from aimi.protocol.errors import ApiError
@@ -620,7 +620,7 @@ PERSON = {
 def test_json_object_reaches_the_engine_as_is(structured: InProcessServer, path: str) -> None:
     response, requests = post(structured, path, {**CHAT, "response_format": {"type": "json_object"}})
     ok(response)
-    assert requests[0].response_format == {"type": "json_object"}
+    assert requests[0].response_format == JsonObject()
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/v1/chat/completions"])
@@ -631,7 +631,7 @@ def test_json_schema_reaches_the_engine_with_its_name_and_schema_only(structured
     }
     response, requests = post(structured, path, {**CHAT, "response_format": fmt})
     ok(response)
-    assert requests[0].response_format == {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
+    assert requests[0].response_format == JsonSchema("person", PERSON)
 
 
 def test_response_format_text_is_no_constraint(structured: InProcessServer) -> None:

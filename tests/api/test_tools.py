@@ -14,7 +14,7 @@ import jsonschema  # type: ignore[import-untyped]  # jsonschema ships no type hi
 import pytest
 
 from aimi.deployments.profile import ModelProfile
-from aimi.engines.api import ChatTurn, GenerationRequest
+from aimi.engines.api import ChatTurn, GenerationRequest, JsonSchema
 from tests.api.helpers import CHAT, assert_error, sse_payloads
 from tests.conftest import FAKE_MODEL, InProcessServer, in_process
 
@@ -153,10 +153,7 @@ def test_required_answers_a_tool_call(server: InProcessServer, answer: Any, path
     assert_tool_call(body["choices"][0], "get_weather", '{"city": "Paris"}')
     request = only_request(requests)
     assert request.messages == [ChatTurn("system", f"{HEADER}{LISTING}\n{HOW_REQUIRED}"), ChatTurn("user", "hi")]
-    assert request.response_format == {
-        "type": "json_schema",
-        "json_schema": {"name": "tool_call", "schema": REQUIRED_SCHEMA},
-    }
+    assert request.response_format == JsonSchema("tool_call", REQUIRED_SCHEMA)
     assert request.logprobs is None
 
 
@@ -164,8 +161,8 @@ def test_the_required_schema_admits_exactly_the_tools_calls(server: InProcessSer
     answer(CALL)
     _, requests = post(server, "/v1/chat/completions", {**CHAT, "tools": TOOLS, "tool_choice": "required"})
     response_format = only_request(requests).response_format
-    assert response_format is not None
-    schema = response_format["json_schema"]["schema"]
+    assert isinstance(response_format, JsonSchema)
+    schema = response_format.schema
     jsonschema.validate(json.loads(CALL), schema)
     jsonschema.validate({"name": "get_time", "arguments": {}}, schema)
     for wrong in (
@@ -186,10 +183,7 @@ def test_a_named_tool_choice_constrains_to_that_tools_call(server: InProcessServ
     request = only_request(requests)
     how = 'Call get_time: answer with {"name": "get_time", "arguments": <arguments object>}.'
     assert request.messages == [ChatTurn("system", f"{HEADER}{LISTING}\n{how}"), ChatTurn("user", "hi")]
-    assert request.response_format == {
-        "type": "json_schema",
-        "json_schema": {"name": "tool_call", "schema": call_schema(TIME_FN)},
-    }
+    assert request.response_format == JsonSchema("tool_call", call_schema(TIME_FN))
 
 
 def test_tool_choice_none_leaves_the_tools_out(server: InProcessServer, answer: Any) -> None:
@@ -215,10 +209,7 @@ def test_auto_answers_content(server: InProcessServer, answer: Any, tool_choice:
     assert choice["finish_reason"] == "stop"
     request = only_request(requests)
     assert request.messages == [ChatTurn("system", f"{HEADER}{LISTING}\n{HOW_AUTO}"), ChatTurn("user", "hi")]
-    assert request.response_format == {
-        "type": "json_schema",
-        "json_schema": {"name": "tool_call", "schema": AUTO_SCHEMA},
-    }
+    assert request.response_format == JsonSchema("tool_call", AUTO_SCHEMA)
     jsonschema.validate({"content": "hello"}, AUTO_SCHEMA)
     jsonschema.validate(json.loads(AUTO_CALL), AUTO_SCHEMA)
 

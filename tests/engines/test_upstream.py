@@ -27,9 +27,13 @@ from aimi.engines.api import (
     Event,
     Finish,
     GenerationRequest,
+    JsonObject,
     RequestFailed,
     TextDelta,
+    TokenLogprob,
+    ToolCall,
     ToolCallDelta,
+    TopLogprob,
     Usage,
 )
 from aimi.engines.fake import FakeEngine
@@ -474,14 +478,14 @@ async def test_llama_cpp_server_as_upstream(llama_server: str) -> None:
         with_logprobs = _chat(3, temperature=0, logprobs=2, extra={"ignore_eos": True})
         deltas = [e for e in await _collect(engine, with_logprobs) if isinstance(e, TextDelta)]
         entries = [entry for delta in deltas for entry in delta.logprobs]
-        assert len(entries) == 3 and all(len(entry["top_logprobs"]) == 2 for entry in entries)
-        assert all(entry["logprob"] <= 0 and entry["bytes"] for entry in entries)
+        assert len(entries) == 3 and all(len(entry.top) == 2 for entry in entries)
+        assert all(entry.logprob is not None and entry.logprob <= 0 and entry.bytes for entry in entries)
 
         raw = GenerationRequest("raw", max_tokens=3, prompt="One, two,", temperature=0, logprobs=0)
         raw.extra = {"ignore_eos": True}
         events = await _collect(engine, raw)
         assert isinstance(events[-1], Usage) and events[-1] == Usage(events[-1].prompt_tokens, 3)
-        assert all(e.logprobs and e.logprobs[0]["top_logprobs"] == [] for e in events if isinstance(e, TextDelta))
+        assert all(e.logprobs and e.logprobs[0].top == () for e in events if isinstance(e, TextDelta))
 
         too_long = _chat(4)
         too_long.messages = [ChatTurn("user", LONG_TEXT * 2)]
@@ -526,7 +530,7 @@ def test_capabilities_are_off_unless_declared() -> None:
 
 def test_payloads_carry_the_request() -> None:
     engine = UpstreamEngine(_config("http://127.0.0.1:1/v1", model="served-name"))
-    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    call = ToolCall("c1", "f", "{}")
     request = GenerationRequest(
         "r",
         max_tokens=None,
@@ -536,7 +540,7 @@ def test_payloads_carry_the_request() -> None:
         stop=["\n"],
         logprobs=0,
         logit_bias={13: -100.0},
-        response_format={"type": "json_object"},
+        response_format=JsonObject(),
         stop_token_ids=[2],
         extra={"top_k": 5, "repetition_penalty": 1.1},
     )
@@ -544,7 +548,11 @@ def test_payloads_carry_the_request() -> None:
     assert payload["model"] == "served-name" and "max_tokens" not in payload
     assert payload["stream"] is True and payload["stream_options"] == {"include_usage": True}
     assert payload["messages"] == [
-        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
         {"role": "tool", "content": "42", "tool_call_id": "c1"},
     ]
     assert (payload["temperature"], payload["seed"], payload["stop"]) == (0.5, 7, ["\n"])
@@ -592,14 +600,7 @@ def test_chunks_become_events() -> None:
         TextDelta(
             " or",
             0,
-            (
-                {
-                    "token": " or",
-                    "logprob": -0.5,
-                    "bytes": [32, 111, 114],
-                    "top_logprobs": [{"token": " or", "logprob": -0.5, "bytes": [32, 111, 114]}],
-                },
-            ),
+            (TokenLogprob(" or", -0.5, (32, 111, 114), (TopLogprob(" or", -0.5, (32, 111, 114)),)),),
         ),
         Finish("stop"),
     ]

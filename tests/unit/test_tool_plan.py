@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]  # jsonschema ships no type hints (types-jsonschema is not installed)
 import pytest
 
-from aimi.engines.api import ChatTurn, Event, Finish, TextDelta, ToolCallDelta, Usage
+from aimi.engines.api import ChatTurn, Event, Finish, TextDelta, ToolCall, ToolCallDelta, Usage
 from aimi.pipeline.tools import ToolPlan
 
 WEATHER: dict[str, Any] = {
@@ -151,8 +151,8 @@ def test_prompt_merges_the_instructions_after_an_existing_system_turn() -> None:
     assert p.prompt(turns) == [ChatTurn("system", f"Be brief.\n\n{p.instructions()}"), ChatTurn("user", "hi")]
 
 
-def call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
-    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+def call(call_id: str, name: str, arguments: str) -> ToolCall:
+    return ToolCall(call_id, name, arguments)
 
 
 HISTORY = [

@@ -25,13 +25,41 @@ FinishReason = Literal["stop", "length", "content_filter", "content_filter_error
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the assistant made: ``arguments`` is the JSON text of its arguments, as the
+    model (or the client, for calls in the history) wrote it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChatTurn:
     """One message of a conversation, after the surface's shapes were folded to text."""
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str | None
-    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JsonObject:
+    """The output must be a JSON object, of any shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class JsonSchema:
+    """The output must be JSON valid against ``schema`` (a JSON Schema, as a dict); ``name`` is the
+    client's name for it, passed on as it came."""
+
+    name: str | None
+    schema: dict[str, Any]
+
+
+OutputFormat = JsonObject | JsonSchema
+"""What decoding is constrained to, when it is."""
 
 
 @dataclass(slots=True)
@@ -55,26 +83,45 @@ class GenerationRequest:
     presence_penalty: float | None = None
     logprobs: int | None = None
     logit_bias: dict[int, float] = field(default_factory=dict)
-    response_format: dict[str, Any] | None = None
+    response_format: OutputFormat | None = None
     stop_token_ids: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     """``logprobs``: None for none, else how many alternatives to report per token (0-20).
-    ``response_format``: OpenAI's ``{"type": "json_object"}`` or ``{"type": "json_schema",
-    "json_schema": {"schema": ...}}``, already checked against what grammars can express; the
-    engine constrains decoding to it. ``stop_token_ids``: stop after any of these tokens."""
+    ``response_format``: what to constrain decoding to, already checked against what grammars can
+    express. ``stop_token_ids``: stop after any of these tokens."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    """One of the likeliest tokens at a position: its text, log-probability and UTF-8 bytes."""
+
+    token: str
+    logprob: float | None
+    bytes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token: its text, log-probability and UTF-8 bytes (a token may hold part of a
+    character, so the bytes say what the text cannot), and the likeliest alternatives, at most as
+    many as the request asked for."""
+
+    token: str
+    logprob: float | None
+    bytes: tuple[int, ...]
+    top: tuple[TopLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     """New text of choice ``index``; always whole characters.
 
-    ``logprobs`` holds one entry per token of the text when the request asked for them, in
-    OpenAI's chat shape: ``{"token", "logprob", "bytes", "top_logprobs": [...]}``.
+    ``logprobs`` holds one entry per token of the text when the request asked for them.
     """
 
     text: str
     index: int = 0
-    logprobs: tuple[dict[str, Any], ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,8 @@ from aimi.engines.api import (
     ModelFacts,
     RequestFailed,
     TextDelta,
+    TokenLogprob,
+    TopLogprob,
     Usage,
 )
 from aimi.engines.options import EngineOptions
@@ -57,16 +59,13 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def _logprobs(token: str, position: int, alternatives: int | None) -> tuple[dict[str, Any], ...]:
+def _logprobs(token: str, position: int, alternatives: int | None) -> tuple[TokenLogprob, ...]:
     if alternatives is None:
         return ()
-
-    def entry(text: str, logprob: float) -> dict[str, Any]:
-        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
-
-    chosen = entry(token, -0.1 * position)
-    tops = [chosen] + [entry(f"alt{k}", -0.1 * position - k) for k in range(1, alternatives)]
-    return ({**chosen, "top_logprobs": tops[:alternatives]},)
+    logprob = -0.1 * position
+    chosen = TopLogprob(token, logprob, tuple(token.encode()))
+    others = [TopLogprob(f"alt{k}", logprob - k, tuple(f"alt{k}".encode())) for k in range(1, alternatives)]
+    return (TokenLogprob(token, logprob, chosen.bytes, tuple([chosen, *others][:alternatives])),)
 
 
 class FakeOptions(EngineOptions):

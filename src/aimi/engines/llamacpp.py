@@ -33,25 +33,17 @@ from aimi.engines.api import (
     EngineState,
     Event,
     Finish,
-    FinishReason,
     GenerationRequest,
     ModelFacts,
     RequestFailed,
-    TextDelta,
     Usage,
 )
-from aimi.engines.openai_wire import logprobs_of, turn_to_json
+from aimi.engines.openai_wire import Dialect, chunk_events, request_payload, turn_to_json
 from aimi.engines.options import EngineOptions
 
 log = logging.getLogger(__name__)
 
 _END = object()
-_FINISH_REASONS: dict[str, FinishReason] = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "content_filter": "content_filter",
-}
 # Pass-through parameters llama.cpp understands, with the name it knows them by.
 _EXTRAS: dict[str, tuple[str, type | tuple[type, ...]]] = {
     "top_k": ("top_k", int),
@@ -60,35 +52,14 @@ _EXTRAS: dict[str, tuple[str, type | tuple[type, ...]]] = {
     "repetition_penalty": ("repeat_penalty", (int, float)),
     "ignore_eos": ("ignore_eos", bool),
 }
-
-
-def _payload(request: GenerationRequest) -> dict[str, Any]:
-    payload: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
-    if request.messages is not None:
-        payload["messages"] = [turn_to_json(turn) for turn in request.messages]
-    else:
-        payload["prompt"] = request.prompt
-    payload["max_tokens"] = request.max_tokens if request.max_tokens is not None else -1
-    for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
-        value = getattr(request, name)
-        if value is not None:
-            payload[name] = value
-    if request.stop:
-        payload["stop"] = request.stop
-    if request.logprobs is not None or request.stop_token_ids:
-        # Token ids come with the logprobs: stop_token_ids is watched through them, and the
-        # per-token timings give the usage when aimi stops the generation itself.
-        payload["logprobs"] = True
-        # llama.cpp sends no logprobs at all for top_logprobs 0: ask for one, keep what was asked.
-        payload["top_logprobs"] = max(1, request.logprobs or 0)
-        payload["timings_per_token"] = bool(request.stop_token_ids)
-    if request.logit_bias:
-        payload["logit_bias"] = {str(token): bias for token, bias in request.logit_bias.items()}
-    if request.response_format is not None:
-        payload["response_format"] = request.response_format
-    for key, value in request.extra.items():
-        payload[_EXTRAS[key][0]] = value
-    return payload
+# llama.cpp generates until the context is full for max_tokens -1, and aimi watches for
+# stop_token_ids itself, through the token ids that come with the logprobs.
+_DIALECT = Dialect(
+    max_tokens_unset=-1,
+    legacy_logprobs=False,
+    watches_stop_tokens=True,
+    extra_names={key: (name,) for key, (name, _) in _EXTRAS.items()},
+)
 
 
 def _error_message(chunk: dict[str, Any]) -> RequestFailed:
@@ -261,7 +232,7 @@ class LlamaCppEngine:
             handle = self._server.handle_chat_completions
         else:
             handle = self._server.handle_completions
-        body = json.dumps(_payload(request))
+        body = json.dumps(request_payload(request, _DIALECT))
 
         def handler(body: str, on_chunk: Callable[[str], bool]) -> None:
             # A request abandoned while it waited for a worker thread never reaches llama.cpp.
@@ -282,7 +253,7 @@ class LlamaCppEngine:
                 chunk = json.loads(item)
                 if "error" in chunk:
                     raise _error_message(chunk)
-                for event in _events(chunk, chat, request.logprobs):
+                for event in chunk_events(chunk, chat, request.logprobs):
                     yield event
                 if _hits_stop_token(chunk, request.stop_token_ids):
                     # Stop after the chunk holding the stop token; its text is kept.
@@ -319,19 +290,3 @@ def _hits_stop_token(chunk: dict[str, Any], stop_token_ids: list[int]) -> bool:
             if entry.get("id") in stop_token_ids:
                 return True
     return False
-
-
-def _events(chunk: dict[str, Any], chat: bool, logprobs: int | None) -> list[Event]:
-    events: list[Event] = []
-    for choice in chunk.get("choices") or ():
-        index = int(choice.get("index", 0))
-        text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
-        if text:
-            events.append(TextDelta(text, index, () if logprobs is None else logprobs_of(choice, logprobs)))
-        reason = choice.get("finish_reason")
-        if reason:
-            events.append(Finish(_FINISH_REASONS.get(reason, "stop"), index))
-    usage = chunk.get("usage")
-    if usage:
-        events.append(Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"])))
-    return events

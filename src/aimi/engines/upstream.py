@@ -48,7 +48,8 @@ for vLLM and llama-server, but is an approximation).
 
 ``extra_parameters``: ``top_k``, ``min_p``, ``repetition_penalty`` and ``ignore_eos`` are passed
 through as they are; ``repetition_penalty`` also as ``repeat_penalty``, llama-server's name for it.
-Reasoning text (``reasoning_content``) is not forwarded.
+Reasoning text (``reasoning_content``) is not forwarded. The request body and the reading of
+its chunks are :mod:`aimi.engines.openai_wire`'s, shared with the llama.cpp engine.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ from aimi.engines.api import (
     EngineState,
     Event,
     Finish,
-    FinishReason,
     GenerationRequest,
     ModelFacts,
     RequestFailed,
@@ -83,7 +83,7 @@ from aimi.engines.api import (
     ToolCallDelta,
     Usage,
 )
-from aimi.engines.openai_wire import logprobs_of, turn_to_json
+from aimi.engines.openai_wire import Dialect, chunk_events, request_payload
 from aimi.engines.options import EngineOptions, OptionError
 
 log = logging.getLogger(__name__)
@@ -95,13 +95,8 @@ _EXTRAS: dict[str, type | tuple[type, ...]] = {
     "repetition_penalty": (int, float),
     "ignore_eos": bool,
 }
-_FINISH_REASONS: dict[str, FinishReason] = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "function_call": "tool_calls",
-    "content_filter": "content_filter",
-}
+# llama-server knows repetition_penalty as repeat_penalty: both names are sent.
+_DIALECT = Dialect(extra_names={"repetition_penalty": ("repetition_penalty", "repeat_penalty")})
 # Upstream statuses that are not the client's fault: the deployment's key, its model name or a
 # route the upstream lacks, and the upstream being busy.
 _NOT_CLIENT_ERRORS = frozenset({401, 403, 404, 407, 408, 429})
@@ -451,41 +446,7 @@ class UpstreamEngine:
     # --- generation ------------------------------------------------------------------------
 
     def _payload(self, request: GenerationRequest) -> dict[str, Any]:
-        chat = request.messages is not None
-        payload: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
-        if self._model is not None:
-            payload["model"] = self._model
-        if request.messages is not None:
-            payload["messages"] = [turn_to_json(turn) for turn in request.messages]
-        else:
-            payload["prompt"] = request.prompt or ""
-        if request.max_tokens is not None:
-            payload["max_tokens"] = request.max_tokens
-        for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
-            value = getattr(request, name)
-            if value is not None:
-                payload[name] = value
-        if request.stop:
-            payload["stop"] = request.stop
-        if request.logprobs is not None:
-            # At least one alternative: llama-server sends no logprobs at all for 0. The extra
-            # ones are dropped when the chunks are read.
-            if chat:
-                payload["logprobs"] = True
-                payload["top_logprobs"] = max(1, request.logprobs)
-            else:
-                payload["logprobs"] = max(1, request.logprobs)
-        if request.logit_bias:
-            payload["logit_bias"] = {str(token): bias for token, bias in request.logit_bias.items()}
-        if request.response_format is not None:
-            payload["response_format"] = request.response_format
-        if request.stop_token_ids:
-            payload["stop_token_ids"] = list(request.stop_token_ids)
-        for key, value in request.extra.items():
-            payload[key] = value
-            if key == "repetition_penalty":
-                payload["repeat_penalty"] = value
-        return payload
+        return request_payload(request, _DIALECT, self._model)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         client = self._running()
@@ -612,37 +573,17 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
 
 
 def _events(chunk: dict[str, Any], chat: bool, logprobs: int | None, progress: _Progress) -> list[Event]:
-    """The events of one chunk; its usage is kept in ``progress`` for the end."""
+    """The events of one chunk, each choice's finish once; its usage is kept in ``progress`` for
+    the end."""
     events: list[Event] = []
-    carried = False
-    for choice in chunk.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        index = int(choice.get("index") or 0)
-        delta = (choice.get("delta") or {}) if chat else {}
-        text = delta.get("content") if chat else choice.get("text")
-        if isinstance(text, str) and text:
-            carried = True
-            events.append(TextDelta(text, index, () if logprobs is None else logprobs_of(choice, logprobs)))
-        for call in delta.get("tool_calls") or ():
-            function = call.get("function") or {}
-            carried = True
-            events.append(
-                ToolCallDelta(
-                    index,
-                    int(call.get("index") or 0),
-                    call.get("id"),
-                    function.get("name"),
-                    str(function.get("arguments") or ""),
-                )
-            )
-        reason = choice.get("finish_reason")
-        if reason and index not in progress.finished:
-            progress.finished.add(index)
-            events.append(Finish(_FINISH_REASONS.get(str(reason), "stop"), index))
-    if carried:
+    for event in chunk_events(chunk, chat, logprobs):
+        if isinstance(event, Usage):
+            progress.usage = event
+        elif not isinstance(event, Finish):
+            events.append(event)
+        elif event.index not in progress.finished:
+            progress.finished.add(event.index)
+            events.append(event)
+    if any(isinstance(event, TextDelta | ToolCallDelta) for event in events):
         progress.text_chunks += 1
-    usage = chunk.get("usage")
-    if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
-        progress.usage = Usage(int(usage.get("prompt_tokens") or 0), int(usage["completion_tokens"]))
     return events

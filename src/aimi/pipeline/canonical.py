@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from aimi.deployments.registry import Deployment
-from aimi.engines.api import ChatTurn, GenerationRequest
+from aimi.engines.api import ChatTurn, GenerationRequest, JsonObject, JsonSchema, OutputFormat, ToolCall
 from aimi.pipeline import extra_parameters
 from aimi.pipeline.controls import GATEWAY_PARAMETERS, Controls, Work, read_controls
 from aimi.pipeline.extra_parameters import Policy
@@ -70,16 +70,13 @@ def _turns(messages: list[Any], deployment: Deployment, problems: list[Problem])
             turns.append(ChatTurn("user", _text(message.content, f"messages.{i}.content")))
         elif isinstance(message, wire.AssistantMessage):
             calls = tuple(
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {
-                        "name": call.function.name,
-                        "arguments": call.function.arguments
-                        if isinstance(call.function.arguments, str)
-                        else json.dumps(call.function.arguments),
-                    },
-                }
+                ToolCall(
+                    call.id,
+                    call.function.name,
+                    call.function.arguments
+                    if isinstance(call.function.arguments, str)
+                    else json.dumps(call.function.arguments),
+                )
                 for call in message.tool_calls or ()
             )
             turns.append(ChatTurn("assistant", _text(message.content, f"messages.{i}.content"), calls))
@@ -233,7 +230,7 @@ def _tool_plan(body: wire.AzureChatRequest, deployment: Deployment, problems: li
 
 def _response_format(
     body: wire.AzureChatRequest, deployment: Deployment, problems: list[Problem]
-) -> dict[str, Any] | None:
+) -> OutputFormat | None:
     fmt = body.response_format
     if fmt is None or fmt.type == "text":
         return None
@@ -256,14 +253,14 @@ def _response_format(
         )
         return None
     if fmt.type == "json_object":
-        return {"type": "json_object"}
+        return JsonObject()
     if fmt.json_schema is None:
         raise invalid_request(
             "`response_format.json_schema` is required when `response_format.type` is 'json_schema'",
             param="response_format.json_schema",
         )
     check_schema(fmt.json_schema.schema_, param="response_format.json_schema.schema")
-    return {"type": "json_schema", "json_schema": {"name": fmt.json_schema.name, "schema": fmt.json_schema.schema_}}
+    return JsonSchema(fmt.json_schema.name, fmt.json_schema.schema_)
 
 
 def _fields(body: BaseModel, *names: str) -> dict[str, Any]:
@@ -303,7 +300,7 @@ def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deploy
         turns = with_safe_prompt(turns)
     if tools is not None:
         turns = tools.prompt(turns)
-        response_format = {"type": "json_schema", "json_schema": {"name": "tool_call", "schema": tools.schema()}}
+        response_format = JsonSchema("tool_call", tools.schema())
     if not deployment.profile.system_role:
         # Last, so the safety prompt and the tool instructions are folded too.
         turns = fold_system(turns)

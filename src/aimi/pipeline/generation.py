@@ -21,6 +21,8 @@ from aimi.engines.api import (
     GenerationRequest,
     RequestFailed,
     TextDelta,
+    TokenLogprob,
+    ToolCall,
     ToolCallDelta,
     Usage,
 )
@@ -208,8 +210,8 @@ class Result:
     """A whole generation, gathered for a non-streamed answer."""
 
     texts: dict[int, list[str]] = field(default_factory=dict)
-    logprobs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    tool_calls: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    logprobs: dict[int, list[TokenLogprob]] = field(default_factory=dict)
+    tool_calls: dict[int, list[ToolCall]] = field(default_factory=dict)
     finish: dict[int, FinishReason] = field(default_factory=dict)
     usage: Usage = field(default_factory=lambda: Usage(0, 0))
     filter_results: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -231,8 +233,9 @@ class Result:
         elif isinstance(event, ToolCallDelta):
             calls = self.tool_calls.setdefault(event.index, [])
             if event.id is not None:
-                calls.append({"id": event.id, "type": "function", "function": {"name": event.name, "arguments": ""}})
-            calls[event.call_index]["function"]["arguments"] += event.arguments
+                calls.append(ToolCall(event.id, event.name or "", ""))
+            call = calls[event.call_index]
+            calls[event.call_index] = replace(call, arguments=call.arguments + event.arguments)
         elif isinstance(event, Finish):
             self.finish[event.index] = event.reason
         elif isinstance(event, Usage):
@@ -242,7 +245,7 @@ class Result:
         """The ``n`` choices with the highest mean token log-probability, renumbered from 0."""
 
         def mean(index: int) -> float:
-            values = [entry["logprob"] for entry in self.logprobs.get(index, ())]
+            values = [entry.logprob for entry in self.logprobs.get(index, ()) if entry.logprob is not None]
             return sum(values) / len(values) if values else float("-inf")
 
         ranked = sorted(self.indexes, key=mean, reverse=True)[:n]

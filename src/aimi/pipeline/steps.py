@@ -148,11 +148,7 @@ async def screen_prompt(context: RequestContext) -> None:
     if request.messages is not None:
         texts = [turn.content for turn in request.messages if turn.content]
         # Earlier tool calls reach the model too: their names and arguments are judged with the rest.
-        texts += [
-            f"{call.get('function', {}).get('name', '')} {call.get('function', {}).get('arguments', '')}"
-            for turn in request.messages
-            for call in turn.tool_calls
-        ]
+        texts += [f"{call.name} {call.arguments}" for turn in request.messages for call in turn.tool_calls]
         users = [turn.content for turn in request.messages if turn.content and turn.role == "user"]
     else:
         texts = users = [request.prompt or ""]

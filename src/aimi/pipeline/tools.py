@@ -80,7 +80,7 @@ class ToolPlan:
             if turn.role == "assistant" and turn.tool_calls:
                 # One answer per call: the format the model is asked for holds one call.
                 for c in turn.tool_calls:
-                    call = {"name": c["function"]["name"], "arguments": _loads(c["function"]["arguments"])}
+                    call = {"name": c.name, "arguments": _loads(c.arguments)}
                     answer = {"tool_call": call} if self.choice == "auto" else call
                     rendered.append(ChatTurn("assistant", json.dumps(answer, ensure_ascii=False)))
             elif turn.role == "tool":

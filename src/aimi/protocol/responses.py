@@ -1,7 +1,9 @@
 """Wire models of what aimi answers: model info, model lists, completions and their chunks.
 
 These describe the bodies for the OpenAPI document; the encoders build plain dicts of the same
-shape on the hot path.
+shape on the hot path. ``tests/api/test_response_shapes.py`` holds the two together: every body
+the encoders build must validate against its model with no field undeclared, a field the
+encoders always send is declared required, and every declared field is sent by some answer.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class ModelInfo(BaseModel):
 
 class ModelCard(BaseModel):
     id: str
-    object: Literal["model"] = "model"
+    object: Literal["model"]
     created: int
     owned_by: str
 
@@ -29,7 +31,7 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     """``GET /v1/models``."""
 
-    object: Literal["list"] = "list"
+    object: Literal["list"]
     data: list[ModelCard]
 
 
@@ -39,17 +41,53 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class PromptFilterResult(BaseModel):
+    """Content safety's verdict on the prompt, when the deployment's policy annotates."""
+
+    prompt_index: int
+    content_filter_results: dict[str, Any]
+
+
+class FunctionOut(BaseModel):
+    name: str
+    arguments: str
+    """The arguments as JSON text."""
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: FunctionOut
+
+
+class TopLogprobOut(BaseModel):
+    token: str
+    logprob: float | None
+    bytes: list[int]
+
+
+class TokenLogprobOut(BaseModel):
+    token: str
+    logprob: float | None
+    bytes: list[int]
+    top_logprobs: list[TopLogprobOut]
+
+
+class LogprobsOut(BaseModel):
+    content: list[TokenLogprobOut]
+
+
 class ChatMessageOut(BaseModel):
     role: Literal["assistant"]
     content: str | None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCallOut] | None
 
 
 class ChatChoice(BaseModel):
     index: int
     message: ChatMessageOut
     finish_reason: Literal["stop", "length", "content_filter", "content_filter_error", "tool_calls"] | None
-    logprobs: dict[str, Any] | None = None
+    logprobs: LogprobsOut | None
     content_filter_results: dict[str, Any] | None = None
 
 
@@ -60,20 +98,35 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
-    prompt_filter_results: list[dict[str, Any]] | None = None
+    prompt_filter_results: list[PromptFilterResult] | None = None
+
+
+class FunctionDeltaOut(BaseModel):
+    name: str | None = None
+    arguments: str
+
+
+class ToolCallDeltaOut(BaseModel):
+    """Part of a streamed tool call: the first part has ``id``, ``type`` and the function's
+    ``name``, the later ones fragments of its ``arguments``."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionDeltaOut
 
 
 class ChatDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCallDeltaOut] | None = None
 
 
 class ChatChunkChoice(BaseModel):
     index: int
     delta: ChatDelta
     finish_reason: Literal["stop", "length", "content_filter", "content_filter_error", "tool_calls"] | None
-    logprobs: dict[str, Any] | None = None
+    logprobs: LogprobsOut | None
     content_filter_results: dict[str, Any] | None = None
 
 
@@ -86,14 +139,16 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChatChunkChoice]
     usage: Usage | None = None
-    prompt_filter_results: list[dict[str, Any]] | None = None
+    prompt_filter_results: list[PromptFilterResult] | None = None
 
 
 class TextChoice(BaseModel):
     index: int
     text: str
     finish_reason: Literal["stop", "length", "content_filter", "content_filter_error"] | None
-    logprobs: dict[str, Any] | None = None
+    logprobs: None
+    """Always null: text completions refuse ``logprobs`` (chat completions have them)."""
+    content_filter_results: dict[str, Any] | None = None
 
 
 class TextCompletion(BaseModel):
@@ -105,6 +160,7 @@ class TextCompletion(BaseModel):
     model: str
     choices: list[TextChoice]
     usage: Usage | None = None
+    prompt_filter_results: list[PromptFilterResult] | None = None
 
 
 class ErrorDetail(BaseModel):

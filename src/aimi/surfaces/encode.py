@@ -1,5 +1,8 @@
 """Canonical events to response bodies: a whole JSON answer, or SSE frames.
 
+What a generation carries (text, logprobs, tool calls, usage) becomes the client's JSON here;
+``protocol/responses.py`` describes the same shapes for the OpenAPI document.
+
 Azure streams put ``usage`` on the chunk that carries the last ``finish_reason`` (the Azure SDK
 reads it there). OpenAI streams carry usage only when ``stream_options.include_usage`` asks,
 in a trailing chunk with empty ``choices``.
@@ -9,14 +12,36 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aimi.engines.api import Event, Finish, TextDelta, ToolCallDelta, Usage
+from aimi.engines.api import Event, Finish, TextDelta, TokenLogprob, ToolCall, ToolCallDelta, Usage
 from aimi.pipeline.generation import Result
 from aimi.protocol import sse
 from aimi.safety.filter import Annotation
+
+
+def logprobs_json(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """OpenAI's chat ``logprobs``: one entry per token, with its alternatives."""
+    return {
+        "content": [
+            {
+                "token": entry.token,
+                "logprob": entry.logprob,
+                "bytes": list(entry.bytes),
+                "top_logprobs": [
+                    {"token": top.token, "logprob": top.logprob, "bytes": list(top.bytes)} for top in entry.top
+                ],
+            }
+            for entry in entries
+        ]
+    }
+
+
+def tool_call_json(call: ToolCall) -> dict[str, Any]:
+    """A whole tool call, as the answer's ``message.tool_calls`` holds it."""
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
 
 
 def usage_json(usage: Usage) -> dict[str, int]:
@@ -58,9 +83,9 @@ class Encoder:
         choices: list[dict[str, Any]] = []
         for index in result.indexes:
             finish = result.finish.get(index)
-            logprobs = {"content": result.logprobs[index]} if index in result.logprobs else None
+            logprobs = logprobs_json(result.logprobs[index]) if index in result.logprobs else None
             if self.kind == "chat":
-                calls = result.tool_calls.get(index)
+                calls = [tool_call_json(call) for call in result.tool_calls.get(index, ())]
                 content = None if calls and not result.text(index) else result.text(index)
                 message = {"role": "assistant", "content": content, "tool_calls": calls or None}
                 choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": logprobs})
@@ -80,7 +105,7 @@ class Encoder:
         text: str | None,
         finish: str | None,
         first: bool = False,
-        logprobs: tuple[dict[str, Any], ...] = (),
+        logprobs: tuple[TokenLogprob, ...] = (),
         tool_call: ToolCallDelta | None = None,
     ) -> dict[str, Any]:
         choice: dict[str, Any]
@@ -92,7 +117,7 @@ class Encoder:
                 "index": index,
                 "delta": delta,
                 "finish_reason": finish,
-                "logprobs": {"content": list(logprobs)} if logprobs else None,
+                "logprobs": logprobs_json(logprobs) if logprobs else None,
             }
         else:
             choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
