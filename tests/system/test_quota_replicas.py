@@ -156,6 +156,59 @@ def test_three_replicas_sharing_redis_admit_exactly_the_shared_limit(redis_url: 
         client.close()
 
 
+def test_bursts_over_three_replicas_admit_exactly_the_limit_and_never_fail_closed(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """300, then 3,000 requests at once (1,000 a replica) with the default quota settings: each
+    replica's admissions wait for one of its pooled Redis connections instead of counting a busy
+    moment as an unreachable Redis (which would answer 503 for two seconds)."""
+    import redis
+
+    limit = 60
+    name = f"quota-test-{uuid.uuid4().hex[:12]}"
+    model = tmp_path / "stand-in.gguf"
+    model.write_bytes(b"GGUF")
+    args = ["--model", str(model), "--engine", "fake", "--name", name, "--slots", "8"]
+    env = {
+        "AIMI_API_KEY": KEY,
+        "AIMI_QUOTA_BACKEND": "redis",
+        "AIMI_REDIS_URL": redis_url,
+        "AIMI_QUOTA_REQUESTS_PER_MINUTE": str(limit),
+        "AIMI_QUOTA_TOKENS_PER_MINUTE": "0",
+        "AIMI_MAX_QUEUE": "1000",
+    }
+    keys = [f"aimi:{{quota}}:deployment:{name}:{part}" for part in ("requests", "tokens", "leases")]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with contextlib.ExitStack() as stack:
+            servers = _start_together(
+                stack, [aimi_process(tmp_path / f"home-{i}", args, env, timeout=60) for i in range(3)]
+            )
+            urls = [server.url for server in servers]
+            sent = 0
+            for count in (300, 3000):
+                client.delete(*keys)  # a fresh window for each burst
+                results = asyncio.run(_burst(urls, count))
+                sent += count
+                statuses = [r.status_code for _, r in results]
+                assert (statuses.count(200), statuses.count(429), len(statuses)) == (limit, count - limit, count)
+                for _, response in results:
+                    if response.status_code == 429:
+                        assert int(response.headers["retry-after"]) >= 1
+                        assert response.json()["error"]["message"].startswith(
+                            f"rate limit of deployment '{name}' reached (requests per minute)"
+                        )
+                assert sum(int(v) for v in client.hgetall(keys[0]).values()) == limit
+            wait_until(
+                lambda: sum(scrape(url, "aimi_requests_total") for url in urls) == sent, 30, "every request closed"
+            )
+            assert sum(scrape(url, "aimi_quota_backend_errors_total", backend="redis") for url in urls) == 0
+            assert all(quota_health(url) == {"backend": "redis", "state": "ok", "on_error": "closed"} for url in urls)
+    finally:
+        client.delete(*keys)
+        client.close()
+
+
 # -- a private Redis that dies ----------------------------------------------------------------
 
 

@@ -229,6 +229,7 @@ def create_app(
         metering = app.state.metering
         if metering.ledger is not None:
             metering.ledger.start()
+        await metering.quotas.warm()  # a burst right after start-up finds Redis's connections open
         try:
             yield
         finally:

@@ -58,7 +58,12 @@ def build_quotas(settings: Settings) -> Quotas:
 
         # A lease outlives the longest request, so a crashed replica's slots come back after it.
         backend = RedisQuotas.from_url(
-            settings.redis_url, settings.quota_timeout, lease_seconds=settings.request_timeout + 60
+            settings.redis_url,
+            settings.quota_timeout,
+            lease_seconds=settings.request_timeout + 60,
+            connect_timeout=settings.quota_connect_timeout,
+            pool_size=settings.quota_pool_size,
+            wait=settings.request_timeout,
         )
     return Quotas(backend, on_error=OnError(settings.quota_on_error), timeout=settings.quota_timeout)
 
