@@ -204,24 +204,27 @@ class RedisQuotas:
             raise failure
 
     async def _run(self, script: Any, keys: list[str], args: list[object], connection: Any) -> Any:
-        """``script`` on ``connection``: one round trip (two if Redis had not loaded it).
-
-        An error or a cancellation while sending or reading closes the connection (redis-py
-        does), so no reply is ever left on one the pool hands out again."""
-        if connection is None:
+        """``script``: one round trip (two if Redis had not loaded it). An error or a cancellation
+        while sending or reading closes the connection (redis-py does), so no reply is ever left on
+        one the pool hands out again."""
+        if connection is None:  # a call of its own, bounded by redis-py's timeouts
             connection = await self.acquire()
             try:
-                return await self._run(script, keys, args, connection)
+                return await self._send(script, keys, args, connection, None)
             finally:
                 await self.release(connection)
-        # The caller times the answer (Quotas); redis-py's own read timeout would cut it without
-        # the allowance for a busy event loop (see Quotas._answered).
+        # On a connection the caller holds, the caller times the answer (Quotas._answered):
+        # redis-py's read timeout would cut it without the allowance for a busy event loop.
+        return await self._send(script, keys, args, connection, math.inf)
+
+    @staticmethod
+    async def _send(script: Any, keys: list[str], args: list[object], connection: Any, timeout: float | None) -> Any:
         try:
             await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            return await connection.read_response(timeout=math.inf)
+            return await connection.read_response(timeout=timeout)
         except NoScriptError:  # a Redis that restarted, or flushed its scripts
             await connection.send_command("EVAL", script.script, len(keys), *keys, *args)
-            return await connection.read_response(timeout=math.inf)
+            return await connection.read_response(timeout=timeout)
 
     def _keys(self, scopes: Sequence[Scope]) -> list[str]:
         keys: list[str] = []
