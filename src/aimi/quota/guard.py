@@ -130,21 +130,36 @@ class Quotas:
             raise
 
     async def _ask(
-        self, backend: QuotaBackend, call: Callable[[QuotaBackend], Awaitable[_T]], sent: Callable[[], None]
+        self,
+        what: str,
+        backend: QuotaBackend,
+        call: Callable[[QuotaBackend], Awaitable[_T]],
+        sent: Callable[[], None],
     ) -> _T:
-        """``call`` on ``backend`` within ``timeout`` (after a pooled connection, if it has a pool);
-        ``sent`` runs when a call that may have reached the backend fails."""
+        """``call`` on ``backend`` within ``timeout`` (after a pooled connection, if it has a pool).
+        A failure is counted before the connection goes back, so the calls waiting for it get the
+        policy rather than a turn on a backend just found down; ``sent`` runs when the call that
+        failed may have reached the backend."""
         pool = self._pool if backend is self.backend else None
         if pool is None:
             try:
                 return await self._answered(call(backend))
-            except TimeoutError:
-                sent()
+            except (Exception, TimeoutError) as exc:
+                self._failed(what, exc)
+                if isinstance(exc, TimeoutError):
+                    sent()
                 raise
-        connection = await self._connection(pool)
+        try:
+            connection = await self._connection(pool)
+        except _Skipped:
+            raise
+        except Exception as exc:
+            self._failed(what, exc)
+            raise
         try:
             return await self._answered(call(pool.on(connection)))
-        except Exception:  # TimeoutError included
+        except Exception as exc:  # TimeoutError included
+            self._failed(what, exc)
             sent()
             raise
         finally:
@@ -173,14 +188,12 @@ class Quotas:
             shared = backend
             try:
                 decision = await self._ask(
+                    "admit",
                     shared,
                     lambda b: b.admit(scopes, tokens, request_id),
                     lambda: self._forget(shared, scopes, request_id),
                 )
-            except _Skipped:
-                backend = self._fallback()
-            except (Exception, TimeoutError) as exc:
-                self._failed("admit", exc)
+            except Exception:  # counted by _ask, unless it was never sent (_Skipped)
                 backend = self._fallback()
             else:
                 if not self.up:
@@ -232,19 +245,16 @@ class Quotas:
         shared = reservation.backend
         try:
             await self._ask(
+                "settle",
                 shared,
                 lambda b: b.settle(
                     reservation.scopes, reservation.request_id, reservation.second, reservation.tokens, used
                 ),
                 lambda: None,  # released below in any case
             )
-        except _Skipped:
-            # Never sent: as below, without counting it as one more failure.
-            self._forget(shared, reservation.scopes, reservation.request_id)
-        except (Exception, TimeoutError) as exc:
+        except Exception:  # counted by _ask, unless it was never sent (_Skipped)
             # The tokens stay charged until they leave the window (the safe side); the concurrency
             # lease is released as soon as the backend answers again.
-            self._failed("settle", exc)
             self._forget(shared, reservation.scopes, reservation.request_id)
 
     async def close(self) -> None:
