@@ -20,6 +20,14 @@ and is redone if they used much CPU while it ran.
     .venv/bin/python benchmarks/bench_quota.py                 # full run (~2-2.5 min on 2 cores)
     .venv/bin/python benchmarks/bench_quota.py --quick         # smoke run (~40 s)
     .venv/bin/python benchmarks/bench_quota.py --json results.json
+    .venv/bin/python benchmarks/bench_quota.py --only burst  # part 3 (~20 s)
+
+3. Burst (only with ``--only burst``): a deployment limit of 60 requests a minute on Redis, with
+   the server's default quota settings. 300 and 3,000 admissions at once in this process, through
+   the gate ``build_quotas`` builds (opened as at start-up); then 300 and 3,000 chat requests at
+   once spread over three ``aimi serve --engine fake`` sharing the Redis, each on its own
+   connection. How many were admitted, refused (429) and unavailable (503, the quota backend
+   counted as unreachable), the failed calls to Redis, and latency p50/p99/max.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from bench_serving import (
@@ -467,6 +476,240 @@ def run_throughput_part(args: argparse.Namespace, work: Path) -> tuple[dict[str,
     return runs, records
 
 
+# --------------------------------------------------------------------------- part 3: burst
+
+
+@dataclass
+class BurstRun:
+    where: str  # "admission": Quotas.reserve in this process; "servers": requests to 3 aimi serve
+    concurrent: int
+    admitted: int
+    refused: int  # 429
+    unavailable: int  # 503: the quota backend counted as unreachable
+    other: int  # any other outcome (a transport error, another status)
+    backend_errors: int  # failed calls to Redis (each opens the breaker for 2 s)
+    wall_s: float
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    first_error: str | None
+
+
+def _burst_settings(args: argparse.Namespace, **more: Any) -> Any:
+    from aimi.settings import Settings
+
+    # The server's defaults for everything else (the quota timeout among them).
+    return Settings(quota_backend="redis", redis_url=args.redis_url, **more)
+
+
+async def admission_burst(args: argparse.Namespace, concurrent: int) -> BurstRun:
+    """``concurrent`` admissions at once in this process, through the gate the server builds
+    (``build_quotas`` with the default settings), opened as at start-up; a fresh deployment scope
+    of ``--burst-limit`` requests a minute, settled as each request would be."""
+    from aimi.quota.api import QuotaLimits, Scope
+    from aimi.quota.guard import Unavailable
+    from aimi.server.observability import build_quotas
+
+    quotas = build_quotas(_burst_settings(args))
+    warm = getattr(quotas, "warm", None)
+    if warm is not None:  # what the server's start-up does
+        await warm()
+    name = f"deployment:{args.deployment_name}-admission-{concurrent}"
+    scopes = [Scope(name, QuotaLimits(requests_per_minute=args.burst_limit))]
+    outcomes: list[tuple[str, float]] = []
+
+    async def one(i: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            decision, reservation = await quotas.reserve(scopes, 1, f"{name}-{i}")
+        except Unavailable:
+            outcomes.append(("unavailable", time.perf_counter() - t0))
+            return
+        outcomes.append(("admitted" if decision.admitted else "refused", time.perf_counter() - t0))
+        if decision.admitted:
+            await quotas.settle(reservation, 1)
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(concurrent)))
+        wall = time.perf_counter() - start
+    finally:
+        await quotas.close()
+        delete_keys(args.redis_url, f"aimi:{{quota}}:{name}:*")
+    return _burst_run("admission", concurrent, outcomes, quotas.errors, wall, None)
+
+
+def _burst_run(
+    where: str, concurrent: int, outcomes: list[tuple[str, float]], errors: int, wall: float, first: str | None
+) -> BurstRun:
+    times = [seconds for _, seconds in outcomes]
+    count = {kind: sum(1 for k, _ in outcomes if k == kind) for kind in ("admitted", "refused", "unavailable")}
+    return BurstRun(
+        where=where,
+        concurrent=concurrent,
+        admitted=count["admitted"],
+        refused=count["refused"],
+        unavailable=count["unavailable"],
+        other=len(outcomes) - sum(count.values()),
+        backend_errors=errors,
+        wall_s=wall,
+        p50_ms=_ms(percentile(times, 50)),
+        p99_ms=_ms(percentile(times, 99)),
+        max_ms=_ms(max(times, default=None)),
+        first_error=first,
+    )
+
+
+@contextlib.contextmanager
+def burst_servers(args: argparse.Namespace, work: Path) -> Iterator[list[Target]]:
+    """Three ``aimi serve --engine fake`` sharing the Redis, with the server's default quota
+    settings but ``--burst-limit`` requests a minute for their one deployment."""
+    with contextlib.ExitStack() as stack:
+        targets = []
+        for i in range(3):
+            config = f"burst-{i}"
+            home = work / f"home-{config}"
+            port = free_port()
+            command = [args.aimi, "serve", "--model", str(args.stand_in), "--engine", "fake", "--port", str(port)]
+            command += ["--slots", "64"]
+            env = server_env(REDIS, home, args)
+            env.update(
+                {
+                    "AIMI_QUOTA_REQUESTS_PER_MINUTE": str(args.burst_limit),
+                    "AIMI_QUOTA_TOKENS_PER_MINUTE": "0",
+                    "AIMI_MAX_QUEUE": "100000",  # the slots' queue takes the burst: only the quota refuses
+                }
+            )
+            log_path = work / f"aimi-{config}.log"
+            with log_path.open("ab") as log:
+                process = subprocess.Popen(
+                    command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env
+                )
+            stack.callback(stop, process)
+            targets.append((Target(config, f"http://127.0.0.1:{port}", process.pid), process, log_path))
+        for target, process, log_path in targets:
+            wait_healthy(target.url, process, log_path, HEALTH_TIMEOUT_S)
+        progress(f"  3 aimi (redis, {args.burst_limit} requests/min) ready: {', '.join(t.url for t, _, _ in targets)}")
+        yield [t for t, _, _ in targets]
+
+
+def quota_errors(url: str) -> float:
+    """The server's failed calls to its quota backend (``aimi_quota_backend_errors_total``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", headers={"api-key": API_KEY}, timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "aimi_quota_backend_errors_total"
+    )
+
+
+async def post(url: str, body: bytes) -> int:
+    """One chat request on its own connection with bare asyncio streams (its status): thousands
+    at once cost this process a fraction of what httpx requests do, so they reach the servers at
+    once rather than at the pace of the client."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(
+            f"POST {CHAT_PATH} HTTP/1.1\r\nhost: {parts.netloc}\r\nauthorization: Bearer {API_KEY}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        length = next((int(v) for k, _, v in (h.partition(":") for h in head[1:]) if k.lower() == "content-length"), 0)
+        await reader.readexactly(length)
+        return int(head[0].split()[1])
+    finally:
+        writer.close()
+
+
+async def server_burst(targets: Sequence[Target], args: argparse.Namespace, concurrent: int) -> BurstRun:
+    """``concurrent`` chat requests at once, round-robin over the servers, each on its own
+    connection; a fresh window (the deployment's keys deleted first)."""
+    delete_keys(args.redis_url, f"aimi:{{quota}}:deployment:{args.deployment_name}:*")
+    errors_before = sum(quota_errors(t.url) for t in targets)
+    body = json.dumps(chat_body(args.max_tokens, stream=False)).encode()
+    outcomes: list[tuple[str, float]] = []
+    first: str | None = None
+
+    async def one(i: int) -> None:
+        nonlocal first
+        t0 = time.perf_counter()
+        try:
+            status = await post(targets[i % len(targets)].url, body)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            outcomes.append(("error", time.perf_counter() - t0))
+            first = first or repr(exc)
+            return
+        kind = {200: "admitted", 429: "refused", 503: "unavailable"}.get(status, "other")
+        outcomes.append((kind, time.perf_counter() - t0))
+        if kind == "other":
+            first = first or f"HTTP {status}"
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(concurrent)))
+    wall = time.perf_counter() - start
+    errors = sum(quota_errors(t.url) for t in targets) - errors_before
+    return _burst_run("servers", concurrent, outcomes, int(errors), wall, first)
+
+
+def run_burst_part(args: argparse.Namespace, work: Path) -> list[BurstRun]:
+    runs: list[BurstRun] = []
+
+    def show(run: BurstRun) -> None:
+        progress(
+            f"    {run.where:9} {run.concurrent:5} at once: {run.admitted} admitted, {run.refused} refused (429), "
+            f"{run.unavailable} unavailable (503), {run.other} other; {run.backend_errors} backend errors; "
+            f"p50 {fmt(run.p50_ms)} ms  p99 {fmt(run.p99_ms)} ms  max {fmt(run.max_ms)} ms  "
+            f"({run.wall_s:.2f} s)" + (f"; first error: {run.first_error}" if run.first_error else "")
+        )
+
+    try:
+        for concurrent in args.bursts:
+            progress(f"[3] {concurrent} admissions at once in this process")
+            runs.append(asyncio.run(admission_burst(args, concurrent)))
+            show(runs[-1])
+        with burst_servers(args, work) as targets:
+            for concurrent in args.bursts:
+                progress(f"[3] {concurrent} requests at once over 3 servers")
+                runs.append(asyncio.run(server_burst(targets, args, concurrent)))
+                show(runs[-1])
+    finally:
+        delete_keys(args.redis_url, f"aimi:{{quota}}:deployment:{args.deployment_name}*")
+    return runs
+
+
+def burst_report(args: argparse.Namespace, runs: Sequence[BurstRun]) -> str:
+    headers = ["burst", "at once", "admitted", "429", "503", "backend errors", "p50 ms", "p99 ms", "max ms"]
+    rows = [
+        [
+            "in process" if r.where == "admission" else "3 servers",
+            str(r.concurrent),
+            str(r.admitted),
+            str(r.refused),
+            str(r.unavailable),
+            str(r.backend_errors),
+            fmt(r.p50_ms),
+            fmt(r.p99_ms),
+            fmt(r.max_ms),
+        ]
+        for r in runs
+    ]
+    return "\n".join(
+        [
+            f"**3. Burst**: a deployment limit of {args.burst_limit} requests a minute on Redis, the server's "
+            "default quota settings; in process: `Quotas.reserve` from `build_quotas`, all at once (latency of the "
+            "admission); 3 servers: `aimi serve --engine fake` sharing the Redis, chat requests all at once "
+            "round-robin (latency of the whole request)",
+            "",
+            markdown(headers, rows),
+        ]
+    )
+
+
 # --------------------------------------------------------------------------- reporting
 
 
@@ -644,7 +887,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-n", "--requests", type=int, help=f"2: timed requests per run (default {FULL['requests']})")
     parser.add_argument("-c", "--concurrency", type=int, help=f"2: concurrent clients (default {FULL['concurrency']})")
     parser.add_argument("--max-tokens", type=int, help=f"max_tokens of each request (default {FULL['max_tokens']})")
-    parser.add_argument("--only", choices=["admission", "throughput"], help="run only part 1 or only part 2")
+    parser.add_argument(
+        "--only",
+        choices=["admission", "throughput", "burst"],
+        help="run only part 1, part 2, or part 3 (the burst, which runs only when asked)",
+    )
+    parser.add_argument(
+        "--bursts",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[300, 3000],
+        help="3: requests at once, comma-separated (default 300,3000)",
+    )
+    parser.add_argument(
+        "--burst-limit", type=int, default=60, help="3: the deployment's requests per minute (default 60)"
+    )
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("AIMI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -731,6 +987,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "runs": {k: [asdict(r) for r in rs] for k, rs in load_runs.items()},
         }
         reports.append(throughput_report(args, load_runs, summary, records))
+    if args.only == "burst":
+        if not args.redis:
+            raise SystemExit(f"the burst needs Redis at {args.redis_url}")
+        burst_runs = run_burst_part(args, work)
+        result["burst"] = [asdict(r) for r in burst_runs]
+        reports.append(burst_report(args, burst_runs))
     duration = time.perf_counter() - started
     result["meta"]["duration_s"] = duration
     print("\n" + "\n\n".join(reports) + f"\n\n(total {duration:.0f} s)", flush=True)

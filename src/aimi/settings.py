@@ -134,7 +134,25 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="The Redis of the redis quota backend.")
     quota_timeout: float = Field(
-        0.25, gt=0, le=10, description="Longest wait (seconds) for the shared quota backend before the policy applies."
+        0.25,
+        gt=0,
+        le=10,
+        description="Longest wait (seconds) for the shared quota backend to answer a command on an open connection "
+        "before the policy applies (waiting for one of the pool's connections does not count).",
+    )
+    quota_connect_timeout: float = Field(
+        1.0,
+        gt=0,
+        le=30,
+        description="Longest wait (seconds) to open a connection to the shared quota backend before the policy "
+        "applies.",
+    )
+    quota_pool_size: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="Connections each process keeps open to the shared quota backend (opened at start-up); an "
+        "admission finding all of them busy waits for one, up to the request timeout.",
     )
     quota_on_error: Literal["closed", "local"] = Field(
         "closed",

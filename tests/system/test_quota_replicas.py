@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import shutil
 import socket
@@ -22,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -78,6 +80,43 @@ async def _burst(urls: list[str], count: int) -> list[tuple[str, httpx.Response]
             *(clients[i % len(clients)].post(target, json=CHAT) for i, target in enumerate(targets))
         )
         return [(target, response) for target, response in zip(targets, responses, strict=True)]
+
+
+@dataclass
+class RawResponse:
+    status_code: int
+    headers: dict[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+async def _post(url: str, path: str, body: bytes) -> RawResponse:
+    """One POST on its own connection, with nothing but asyncio streams: thousands at once cost
+    this process a fraction of what as many httpx requests do, so the burst reaches the servers
+    at once rather than at the pace of the client."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nhost: {parts.netloc}\r\napi-key: {KEY}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in head[1:] if line)}
+        content = await reader.readexactly(int(headers.get("content-length", "0")))
+        return RawResponse(int(head[0].split()[1]), headers, content)
+    finally:
+        writer.close()
+
+
+async def _raw_burst(urls: list[str], count: int) -> list[RawResponse]:
+    """``count`` chat requests at once, round-robin over ``urls`` and both surfaces."""
+    body = json.dumps(CHAT).encode()
+    paths = ["/v1/chat/completions" if i % 2 else "/chat/completions" for i in range(count)]
+    return await asyncio.gather(*(_post(urls[i % len(urls)], path, body) for i, path in enumerate(paths)))
 
 
 # -- replicas sharing the machine's Redis -----------------------------------------------------
@@ -150,6 +189,59 @@ def test_three_replicas_sharing_redis_admit_exactly_the_shared_limit(redis_url: 
                 lambda: sum(scrape(url, "aimi_requests_total") for url in urls) == 303, 10, "every request closed"
             )
             assert sum(scrape(url, "aimi_rate_limit_rejections_total", reason="tokens") for url in urls) == 250
+            assert all(quota_health(url) == {"backend": "redis", "state": "ok", "on_error": "closed"} for url in urls)
+    finally:
+        client.delete(*keys)
+        client.close()
+
+
+def test_bursts_over_three_replicas_admit_exactly_the_limit_and_never_fail_closed(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """300, then 3,000 requests at once (1,000 a replica) with the default quota settings: each
+    replica's admissions wait for one of its pooled Redis connections instead of counting a busy
+    moment as an unreachable Redis (which would answer 503 for two seconds)."""
+    import redis
+
+    limit = 60
+    name = f"quota-test-{uuid.uuid4().hex[:12]}"
+    model = tmp_path / "stand-in.gguf"
+    model.write_bytes(b"GGUF")
+    args = ["--model", str(model), "--engine", "fake", "--name", name, "--slots", "8"]
+    env = {
+        "AIMI_API_KEY": KEY,
+        "AIMI_QUOTA_BACKEND": "redis",
+        "AIMI_REDIS_URL": redis_url,
+        "AIMI_QUOTA_REQUESTS_PER_MINUTE": str(limit),
+        "AIMI_QUOTA_TOKENS_PER_MINUTE": "0",
+        "AIMI_MAX_QUEUE": "1000",
+    }
+    keys = [f"aimi:{{quota}}:deployment:{name}:{part}" for part in ("requests", "tokens", "leases")]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with contextlib.ExitStack() as stack:
+            servers = _start_together(
+                stack, [aimi_process(tmp_path / f"home-{i}", args, env, timeout=60) for i in range(3)]
+            )
+            urls = [server.url for server in servers]
+            sent = 0
+            for count in (300, 3000):
+                client.delete(*keys)  # a fresh window for each burst
+                results = asyncio.run(_raw_burst(urls, count))
+                sent += count
+                statuses = [r.status_code for r in results]
+                assert (statuses.count(200), statuses.count(429), len(statuses)) == (limit, count - limit, count)
+                for response in results:
+                    if response.status_code == 429:
+                        assert int(response.headers["retry-after"]) >= 1
+                        assert response.json()["error"]["message"].startswith(
+                            f"rate limit of deployment '{name}' reached (requests per minute)"
+                        )
+                assert sum(int(v) for v in client.hgetall(keys[0]).values()) == limit
+            wait_until(
+                lambda: sum(scrape(url, "aimi_requests_total") for url in urls) == sent, 30, "every request closed"
+            )
+            assert sum(scrape(url, "aimi_quota_backend_errors_total", backend="redis") for url in urls) == 0
             assert all(quota_health(url) == {"backend": "redis", "state": "ok", "on_error": "closed"} for url in urls)
     finally:
         client.delete(*keys)

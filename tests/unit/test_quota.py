@@ -396,6 +396,75 @@ async def test_the_memory_backend_alone_is_never_unavailable() -> None:
     )
 
 
+class Pooled(Flaky):
+    """A shared backend stand-in with a pool of ``size`` connections, like RedisQuotas."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.free = asyncio.Semaphore(size)
+        self.warmed = False
+
+    async def acquire(self) -> object:
+        await self.free.acquire()
+        if self.mode == "refuse":  # a connection that cannot be opened
+            self.free.release()
+            raise ConnectionError("Connection refused")
+        return object()
+
+    async def release(self, connection: object) -> None:
+        self.free.release()
+
+    def on(self, connection: object) -> Flaky:
+        return self
+
+    async def warm(self) -> None:
+        self.warmed = True
+
+
+@pytest.mark.anyio
+async def test_waiting_for_a_pooled_connection_is_not_a_failure() -> None:
+    backend = Pooled(2)
+    quotas = Quotas(backend, on_error=OnError.CLOSED, timeout=0.05)
+    await quotas.warm()
+    assert backend.warmed
+    held = [await backend.acquire(), await backend.acquire()]  # every connection busy
+    waiting = asyncio.ensure_future(quotas.reserve(LIMITED, 1, "r1"))
+    await asyncio.sleep(0.2)  # four times the answer timeout
+    assert not waiting.done()
+    for connection in held:
+        await backend.release(connection)
+    decision, reservation = await asyncio.wait_for(waiting, 5)
+    assert decision.admitted and reservation.backend is backend
+    assert (quotas.errors, quotas.up, backend.calls) == (0, True, 1)
+    # Each of many admissions at once waits its turn for one of the two connections.
+    decisions = await asyncio.gather(*(quotas.reserve([scope(requests_per_minute=100)], 1, ids()) for _ in range(50)))
+    assert all(d.admitted for d, _ in decisions) and quotas.errors == 0
+
+
+@pytest.mark.anyio
+async def test_a_failure_ends_the_waits_for_a_connection_at_once_without_counting_them() -> None:
+    backend = Pooled(1)
+    backend.mode = "hang"
+    quotas = Quotas(backend, on_error=OnError.CLOSED, timeout=0.05)
+    started = time.monotonic()
+    results = await asyncio.gather(*(quotas.reserve(LIMITED, 1, ids()) for _ in range(20)), return_exceptions=True)
+    # One call held the connection and timed out; the 19 waiting behind it got the policy then.
+    assert all(isinstance(r, Unavailable) for r in results)
+    assert time.monotonic() - started < 0.5
+    assert (backend.calls, quotas.errors, quotas.up) == (1, 1, False)
+    assert backend.free._value == 1  # every connection came back
+
+
+@pytest.mark.anyio
+async def test_a_connection_that_cannot_be_opened_is_a_failure() -> None:
+    backend = Pooled(2)
+    backend.mode = "refuse"
+    quotas = Quotas(backend, on_error=OnError.LOCAL)
+    decision, reservation = await quotas.reserve(LIMITED, 1, "r1")
+    assert decision.admitted and isinstance(reservation.backend, MemoryQuotas)
+    assert (backend.calls, quotas.errors, quotas.up) == (0, 1, False)
+
+
 # -- RedisQuotas against the real Redis -------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Protocol
+from typing import Annotated, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -122,6 +122,27 @@ class QuotaBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class PooledBackend(QuotaBackend, Protocol):
+    """A shared backend whose calls each take one connection of a bounded pool. Waiting for a
+    connection is not the backend failing: the guard times only the call made on it."""
+
+    async def acquire(self) -> object:
+        """A connection, opened if need be; waits while every one is taken (up to the pool's own
+        timeout)."""
+        ...
+
+    async def release(self, connection: object) -> None: ...
+
+    def on(self, connection: object) -> QuotaBackend:
+        """This backend's calls, made on ``connection``."""
+        ...
+
+    async def warm(self) -> None:
+        """Open the pool's connections ahead of the first calls."""
+        ...
 
 
 def tightest(rows: Sequence[tuple[QuotaLimits, int, int]], tokens: int, requests: int = 1) -> Remaining:

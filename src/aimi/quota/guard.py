@@ -5,6 +5,12 @@ A call to the shared backend that fails or takes longer than ``timeout`` applies
 ``closed`` refuses the request (503 with Retry-After), ``local`` admits it against the same limits
 counted in this process only. After a failure the backend is left alone for ``retry_seconds``, so
 requests do not each pay the timeout while it is down.
+
+A backend with a bounded connection pool (:class:`PooledBackend`, Redis) is asked in two steps:
+first a connection, for as long as its pool lets a call wait (a burst of requests is not the
+backend failing; opening a connection has its own timeout), then the call on it, timed. A failure
+ends every wait for a connection at once: those requests get the policy, as the ones arriving
+during the pause do.
 """
 
 from __future__ import annotations
@@ -12,18 +18,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
-from aimi.quota.api import Decision, QuotaBackend, Reservation, Scope
+from aimi.quota.api import Decision, PooledBackend, QuotaBackend, Reservation, Scope
 from aimi.quota.memory import MemoryQuotas
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class Unavailable(Exception):
     """The shared quota backend could not be asked, and the policy is to fail closed."""
+
+
+class _Skipped(Exception):
+    """The backend was found down while this call waited for a connection: it was never sent."""
 
 
 class OnError(StrEnum):
@@ -62,6 +74,8 @@ class Quotas:
         self._local = backend if isinstance(backend, MemoryQuotas) else MemoryQuotas()
         self._down_until = 0.0
         self._pending: set[asyncio.Task[None]] = set()
+        self._pool = backend if isinstance(backend, PooledBackend) else None
+        self._waiting: set[asyncio.Timeout] = set()  # the calls waiting for a pooled connection
         self.errors = 0
         self.on_failure: Callable[[], None] | None = None  # counts each failed call (the metrics)
         self.up = True
@@ -84,6 +98,85 @@ class Quotas:
             )
         self.up = False
         self._down_until = self._clock() + self.retry_seconds
+        waiting, self._waiting = self._waiting, set()
+        for scope in waiting:
+            scope.reschedule(0)  # now: see _connection
+
+    async def warm(self) -> None:
+        """Open the shared backend's connections ahead of the first requests (at start-up). A
+        failure is only logged: the first requests open connections themselves, and apply the
+        policy if the backend is really away."""
+        if self._pool is None:
+            return
+        try:
+            await self._pool.warm()
+        except Exception as exc:
+            log.warning("could not open connections to the %s quota backend ahead: %s", self.backend.name, exc)
+
+    async def _connection(self, pool: PooledBackend) -> object:
+        """One of the pool's connections, however long the pool makes the call wait, unless a
+        failure meanwhile finds the backend down (then :class:`_Skipped`)."""
+        scope = asyncio.timeout(None)
+        try:
+            async with scope:
+                self._waiting.add(scope)
+                try:
+                    return await pool.acquire()
+                finally:
+                    self._waiting.discard(scope)
+        except TimeoutError:
+            if scope.expired():
+                raise _Skipped from None
+            raise
+
+    async def _ask(
+        self,
+        what: str,
+        backend: QuotaBackend,
+        call: Callable[[QuotaBackend], Awaitable[_T]],
+        sent: Callable[[], None],
+    ) -> _T:
+        """``call`` on ``backend`` within ``timeout`` (after a pooled connection, if it has a pool).
+        A failure is counted before the connection goes back, so the calls waiting for it get the
+        policy rather than a turn on a backend just found down; ``sent`` runs when the call that
+        failed may have reached the backend."""
+        pool = self._pool if backend is self.backend else None
+        if pool is None:
+            try:
+                return await self._answered(call(backend))
+            except (Exception, TimeoutError) as exc:
+                self._failed(what, exc)
+                if isinstance(exc, TimeoutError):
+                    sent()
+                raise
+        try:
+            connection = await self._connection(pool)
+        except _Skipped:
+            raise
+        except Exception as exc:
+            self._failed(what, exc)
+            raise
+        try:
+            return await self._answered(call(pool.on(connection)))
+        except Exception as exc:  # TimeoutError included
+            self._failed(what, exc)
+            sent()
+            raise
+        finally:
+            await pool.release(connection)
+
+    async def _answered(self, call: Awaitable[_T]) -> _T:
+        """``call``, cut when ``timeout`` is up, as the backend would count it: the cut comes one
+        turn of the event loop late, so an answer that has reached this process in time is taken
+        even when the loop, busy with a burst of requests, has not read it yet (the loop hands the
+        cut on only after the reads it has already picked up)."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(None) as scope:
+            timer = loop.call_later(self.timeout, scope.reschedule, 0)  # now: on the next turn
+            try:
+                return await call
+            finally:
+                timer.cancel()
 
     async def reserve(self, scopes: Sequence[Scope], tokens: int, request_id: str) -> tuple[Decision, Reservation]:
         """Admit the request in every scope or refuse it; raises :class:`Unavailable` when the shared
@@ -92,12 +185,15 @@ class Quotas:
         if self.shared and self._clock() < self._down_until:
             backend = self._fallback()
         if backend is not self._local:
+            shared = backend
             try:
-                decision = await asyncio.wait_for(backend.admit(scopes, tokens, request_id), self.timeout)
-            except (Exception, TimeoutError) as exc:
-                self._failed("admit", exc)
-                if isinstance(exc, TimeoutError):
-                    self._forget(backend, scopes, request_id)
+                decision = await self._ask(
+                    "admit",
+                    shared,
+                    lambda b: b.admit(scopes, tokens, request_id),
+                    lambda: self._forget(shared, scopes, request_id),
+                )
+            except Exception:  # counted by _ask, unless it was never sent (_Skipped)
                 backend = self._fallback()
             else:
                 if not self.up:
@@ -146,18 +242,20 @@ class Quotas:
                 reservation.scopes, reservation.request_id, reservation.second, reservation.tokens, used
             )
             return
+        shared = reservation.backend
         try:
-            await asyncio.wait_for(
-                reservation.backend.settle(
+            await self._ask(
+                "settle",
+                shared,
+                lambda b: b.settle(
                     reservation.scopes, reservation.request_id, reservation.second, reservation.tokens, used
                 ),
-                self.timeout,
+                lambda: None,  # released below in any case
             )
-        except (Exception, TimeoutError) as exc:
+        except Exception:  # counted by _ask, unless it was never sent (_Skipped)
             # The tokens stay charged until they leave the window (the safe side); the concurrency
             # lease is released as soon as the backend answers again.
-            self._failed("settle", exc)
-            self._forget(reservation.backend, reservation.scopes, reservation.request_id)
+            self._forget(shared, reservation.scopes, reservation.request_id)
 
     async def close(self) -> None:
         await self.backend.close()

@@ -7,8 +7,12 @@ Keys share the hash tag ``{quota}`` so a script's keys live on one Redis Cluster
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Sequence
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from aimi.quota.api import Decision, Refusal, Remaining, Scope
 
@@ -127,26 +131,100 @@ def _opt(value: int) -> int | None:
 class RedisQuotas:
     """Counters in Redis, shared by every aimi pointed at it.
 
-    ``lease_seconds`` bounds how long a crashed process's concurrency slot stays taken.
+    ``lease_seconds`` bounds how long a crashed process's concurrency slot stays taken. Each call
+    takes one connection of the client's pool (see :meth:`from_url`) for its one round trip.
     """
 
     name = "redis"
 
     def __init__(self, client: Any, prefix: str = "aimi", lease_seconds: float = 900.0) -> None:
         self._client = client
+        self._pool = client.connection_pool
         self._prefix = prefix
         self._lease = lease_seconds
         self._admit = client.register_script(ADMIT)
         self._settle = client.register_script(SETTLE)
 
     @classmethod
-    def from_url(cls, url: str, timeout: float, prefix: str = "aimi", lease_seconds: float = 900.0) -> RedisQuotas:
+    def from_url(
+        cls,
+        url: str,
+        timeout: float,
+        prefix: str = "aimi",
+        lease_seconds: float = 900.0,
+        *,
+        connect_timeout: float | None = None,
+        pool_size: int = 32,
+        wait: float = 600.0,
+    ) -> RedisQuotas:
+        """``timeout``: longest wait for Redis to answer a command (its handshake on a new
+        connection too); ``connect_timeout`` (default ``timeout``): to open a connection. At most
+        ``pool_size`` connections; a call finding them all taken waits up to ``wait`` seconds for
+        one, since a burst of requests is not Redis failing."""
         import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
-        client = redis.asyncio.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            max_connections=pool_size,
+            timeout=wait,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout if connect_timeout is None else connect_timeout,
+            # No retries inside a call: the guard's policy decides what a failure means, at once.
+            retry=Retry(NoBackoff(), 0),
         )
-        return cls(client, prefix, lease_seconds)
+        return cls(redis.asyncio.Redis(connection_pool=pool), prefix, lease_seconds)
+
+    async def acquire(self) -> Any:
+        return await self._pool.get_connection()
+
+    async def release(self, connection: Any) -> None:
+        await self._pool.release(connection)
+
+    def on(self, connection: Any) -> _Connected:
+        return _Connected(self, connection)
+
+    async def warm(self) -> None:
+        """Open every connection of the pool and load the scripts, so that the first burst of
+        requests neither waits for connections to open nor sends a script in full."""
+        size = min(int(getattr(self._pool, "max_connections", 1)), 1024)
+        held = await asyncio.gather(*(self.acquire() for _ in range(size)), return_exceptions=True)
+        opened = [c for c in held if not isinstance(c, BaseException)]
+        try:
+            if opened:
+                for script in (self._admit, self._settle):
+                    await opened[0].send_command("SCRIPT", "LOAD", script.script)
+                    await opened[0].read_response()
+        finally:
+            for connection in opened:
+                await self.release(connection)
+        failure = next((c for c in held if isinstance(c, BaseException)), None)
+        if failure is not None:
+            raise failure
+
+    async def _run(self, script: Any, keys: list[str], args: list[object], connection: Any) -> Any:
+        """``script``: one round trip (two if Redis had not loaded it). An error or a cancellation
+        while sending or reading closes the connection (redis-py does), so no reply is ever left on
+        one the pool hands out again."""
+        if connection is None:  # a call of its own, bounded by redis-py's timeouts
+            connection = await self.acquire()
+            try:
+                return await self._send(script, keys, args, connection, None)
+            finally:
+                await self.release(connection)
+        # On a connection the caller holds, the caller times the answer (Quotas._answered):
+        # redis-py's read timeout would cut it without the allowance for a busy event loop.
+        return await self._send(script, keys, args, connection, math.inf)
+
+    @staticmethod
+    async def _send(script: Any, keys: list[str], args: list[object], connection: Any, timeout: float | None) -> Any:
+        try:
+            await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await connection.read_response(timeout=timeout)
+        except NoScriptError:  # a Redis that restarted, or flushed its scripts
+            await connection.send_command("EVAL", script.script, len(keys), *keys, *args)
+            return await connection.read_response(timeout=timeout)
 
     def _keys(self, scopes: Sequence[Scope]) -> list[str]:
         keys: list[str] = []
@@ -155,7 +233,7 @@ class RedisQuotas:
             keys += [f"{base}:requests", f"{base}:tokens", f"{base}:leases"]
         return keys
 
-    async def admit(self, scopes: Sequence[Scope], tokens: int, request_id: str) -> Decision:
+    async def admit(self, scopes: Sequence[Scope], tokens: int, request_id: str, connection: Any = None) -> Decision:
         args: list[object] = [tokens, request_id, self._lease]
         for scope in scopes:
             limits = scope.limits
@@ -164,9 +242,8 @@ class RedisQuotas:
                 _limit(limits.tokens_per_minute),
                 _limit(limits.max_concurrent),
             ]
-        admitted, second, index, refusal, retry_ms, lr, rr, lt, rt = await self._admit(
-            keys=self._keys(scopes), args=args
-        )
+        reply = await self._run(self._admit, self._keys(scopes), args, connection)
+        admitted, second, index, refusal, retry_ms, lr, rr, lt, rt = reply
         remaining = Remaining(_opt(lr), rr if lr >= 0 else None, _opt(lt), rt if lt >= 0 else None)
         if admitted:
             return Decision(True, remaining, int(second))
@@ -180,8 +257,10 @@ class RedisQuotas:
             None if retry_ms < 0 else retry_ms / 1000,
         )
 
-    async def settle(self, scopes: Sequence[Scope], request_id: str, second: int, reserved: int, used: int) -> None:
-        await self._settle(keys=self._keys(scopes), args=[second, reserved, used, request_id])
+    async def settle(
+        self, scopes: Sequence[Scope], request_id: str, second: int, reserved: int, used: int, connection: Any = None
+    ) -> None:
+        await self._run(self._settle, self._keys(scopes), [second, reserved, used, request_id], connection)
 
     async def forget(self, scopes: Sequence[Scope], request_id: str) -> None:
         """End the request's concurrency leases, if an admission that timed out took them."""
@@ -192,4 +271,23 @@ class RedisQuotas:
             await pipe.execute()
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.aclose(close_connection_pool=True)
+
+
+class _Connected:
+    """A :class:`RedisQuotas`' calls on one connection its caller holds."""
+
+    name = "redis"
+
+    def __init__(self, quotas: RedisQuotas, connection: Any) -> None:
+        self._quotas = quotas
+        self._connection = connection
+
+    async def admit(self, scopes: Sequence[Scope], tokens: int, request_id: str) -> Decision:
+        return await self._quotas.admit(scopes, tokens, request_id, self._connection)
+
+    async def settle(self, scopes: Sequence[Scope], request_id: str, second: int, reserved: int, used: int) -> None:
+        await self._quotas.settle(scopes, request_id, second, reserved, used, self._connection)
+
+    async def close(self) -> None:
+        return None

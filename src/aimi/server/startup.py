@@ -44,7 +44,12 @@ def build_quotas(settings: Settings) -> Quotas:
 
         # A lease outlives the longest request, so a crashed replica's slots come back after it.
         backend = RedisQuotas.from_url(
-            settings.redis_url, settings.quota_timeout, lease_seconds=settings.request_timeout + 60
+            settings.redis_url,
+            settings.quota_timeout,
+            lease_seconds=settings.request_timeout + 60,
+            connect_timeout=settings.quota_connect_timeout,
+            pool_size=settings.quota_pool_size,
+            wait=settings.request_timeout,
         )
     return Quotas(backend, on_error=OnError(settings.quota_on_error), timeout=settings.quota_timeout)
 
@@ -195,6 +200,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """The server answers (/health: 503) while models load in the background."""
     runtime = runtime_of(app)
     await asyncio.to_thread(_prepare_ledger, runtime)
+    await runtime.quotas.warm()  # a burst right after start-up finds Redis's connections open
     # On-demand deployments load with their first request; the others now, in the background.
     for d in runtime.deployments:
         if not d.on_demand:
