@@ -1,6 +1,6 @@
 """Quota cost: what does admission against the quotas cost, in process and on Redis?
 
-1. Admission: ``Quotas.reserve`` + ``Quotas.settle`` (src/aimi/quota/guard.py) for one
+1. Admission: ``Quotas.reserve`` + ``Quotas.settle`` (src/aimi/quota/gate.py) for one
    deployment scope and one key scope, back to back in this process, with the in-process
    ``MemoryQuotas`` and with ``RedisQuotas`` on the machine's Redis (a unique key prefix, deleted
    afterwards). Limits are high enough never to refuse. Microseconds per admission (wall time of
@@ -169,7 +169,7 @@ def admission_scopes() -> list[Any]:
 
 def make_quotas(backend: str, args: argparse.Namespace) -> Any:
     """A Quotas gate as the server builds it (default timeout and policy) over one backend."""
-    from aimi.quota.guard import OnError, Quotas
+    from aimi.quota.gate import OnError, Quotas
     from aimi.quota.memory import MemoryQuotas
     from aimi.settings import Settings
 
@@ -506,9 +506,10 @@ async def admission_burst(args: argparse.Namespace, concurrent: int) -> BurstRun
     """``concurrent`` admissions at once in this process, through the gate the server builds
     (``build_quotas`` with the default settings), opened as at start-up; a fresh deployment scope
     of ``--burst-limit`` requests a minute, settled as each request would be."""
-    from aimi.quota.api import QuotaLimits, Scope
-    from aimi.quota.guard import Unavailable
     from aimi.server.observability import build_quotas
+
+    from aimi.quota.api import QuotaLimits, Scope
+    from aimi.quota.gate import Unavailable
 
     quotas = build_quotas(_burst_settings(args))
     warm = getattr(quotas, "warm", None)

@@ -16,7 +16,7 @@ from typing import Any
 from aimi.auth.keys import ApiKey, KeyRing
 from aimi.deployments.build import DeploymentSpec
 from aimi.deployments.registry import Deployments, Endpoint
-from aimi.quota.guard import Quotas
+from aimi.quota.gate import Quotas
 from aimi.safety.registry import Classifiers
 from aimi.settings import Settings
 from aimi.usage.ledger import Ledger

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from aimi.quota.api import Decision, QuotaLimits, Refusal, Remaining, Reservation, Scope
-from aimi.quota.guard import OnError, Quotas, Unavailable
+from aimi.quota.gate import OnError, Quotas, Unavailable
 from aimi.quota.memory import MemoryQuotas
 
 

@@ -16,7 +16,7 @@ from aimi.engines.api import EmbeddingRequest, GenerationRequest
 from aimi.pipeline.context import RequestContext
 from aimi.protocol.errors import ApiError, service_unavailable
 from aimi.quota.api import Decision, Refusal, Scope
-from aimi.quota.guard import Quotas, Unavailable
+from aimi.quota.gate import Quotas, Unavailable
 from aimi.usage.metrics import Metrics
 
 _TEMPLATE_TOKENS_PER_TURN = 8

@@ -127,7 +127,7 @@ class QuotaBackend(Protocol):
 @runtime_checkable
 class PooledBackend(QuotaBackend, Protocol):
     """A shared backend whose calls each take one connection of a bounded pool. Waiting for a
-    connection is not the backend failing: the guard times only the call made on it."""
+    connection is not the backend failing: the gate times only the call made on it."""
 
     async def acquire(self) -> object:
         """A connection, opened if need be; waits while every one is taken (up to the pool's own

@@ -171,7 +171,7 @@ class RedisQuotas:
             timeout=wait,
             socket_timeout=timeout,
             socket_connect_timeout=timeout if connect_timeout is None else connect_timeout,
-            # No retries inside a call: the guard's policy decides what a failure means, at once.
+            # No retries inside a call: the gate's policy decides what a failure means, at once.
             retry=Retry(NoBackoff(), 0),
         )
         return cls(redis.asyncio.Redis(connection_pool=pool), prefix, lease_seconds)

@@ -23,7 +23,7 @@ from aimi.engines import build_engine
 from aimi.engines.api import Engine, EngineDead
 from aimi.protocol.errors import ApiError
 from aimi.quota.api import QuotaBackend
-from aimi.quota.guard import OnError, Quotas
+from aimi.quota.gate import OnError, Quotas
 from aimi.quota.memory import MemoryQuotas
 from aimi.runtime import Runtime, Served, runtime_of
 from aimi.safety.filter import ContentFilter
