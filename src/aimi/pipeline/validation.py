@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -29,6 +30,10 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise ApiError("invalid_json", f"the request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ApiError("invalid_json", "the request body is nested too deeply") from None
+    except ValueError:  # the only other: an integer of more digits than Python converts
+        raise ApiError(
+            "invalid_json", f"the request body holds an integer of more than {sys.get_int_max_str_digits()} digits"
+        ) from None
     if not isinstance(value, dict):
         raise ApiError("invalid_json", f"the request body must be a JSON object; got {type(value).__name__}")
     return value

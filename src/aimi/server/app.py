@@ -9,6 +9,7 @@ from functools import partial
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Route
 
 from aimi.auth.keys import ApiKey
@@ -89,6 +90,8 @@ def create_app(
             ApiError: api_error,
             HTTPException: http_error,
             ClientGone: client_gone,
+            # The client went away while sending its body: an abort, not a server error.
+            ClientDisconnect: client_gone,
             Exception: unexpected,
         },
         lifespan=lifespan,

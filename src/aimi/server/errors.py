@@ -33,5 +33,9 @@ async def client_gone(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s", request.url.path)
-    return error_response(ApiError("engine_error", "internal error; the request id is in x-request-id"))
+    # This handler answers outside every middleware (Starlette's outermost layer), so the request
+    # id header is added here: the id the request-id middleware gave the request, as it logged it.
+    request_id = request.scope.get("state", {}).get("request_id")
+    log.exception("unexpected error on %s (request %s)", request.url.path, request_id or "-")
+    headers = {"x-request-id": request_id} if request_id else None
+    return error_response(ApiError("engine_error", "internal error; the request id is in x-request-id"), headers)

@@ -1,0 +1,85 @@
+"""Clients that break the rules: a body cut off mid-upload, numbers too long to convert, and a
+failure no handler expected. None of them is a 5xx blamed on the server without its request id."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from aimi.runtime import runtime_of
+from tests.api.helpers import assert_error
+from tests.conftest import KEY, InProcessServer, in_process, wait_until
+
+CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[InProcessServer]:
+    with in_process() as running:
+        yield running
+
+
+def _records(server: InProcessServer) -> list[dict[str, Any]]:
+    from aimi.usage.store import usage_records
+
+    runtime = runtime_of(server.app)
+    runtime.ledger.flush(1)
+    with runtime.store.engine.connect() as connection:
+        return [dict(row) for row in connection.execute(usage_records.select()).mappings().all()]
+
+
+def _cut_upload(server: InProcessServer, path: str) -> None:
+    """Headers announcing 100 bytes of body, one byte of it, then the connection closes."""
+    parts = urlsplit(server.url)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\napi-key: {KEY}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/v1/embeddings"])
+def test_a_client_that_leaves_while_uploading_is_an_abort_not_a_server_error(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with in_process() as server:
+        caplog.set_level(logging.INFO)
+        _cut_upload(server, path)
+        wait_until(lambda: len(_records(server)) == 1, 10, "the usage record")
+        [record] = _records(server)
+        assert (record["status"], record["outcome"]) == (499, "aborted")
+        with server.client() as client:
+            metrics = client.get("/metrics").text
+    assert 'status="499"' in metrics and 'status="500"' not in metrics
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/v1/chat/completions", "/embeddings", "/v1/embeddings"])
+def test_an_integer_too_long_to_convert_is_a_400_in_the_surface_shape(server: InProcessServer, path: str) -> None:
+    body = '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": ' + "9" * 5000 + "}"
+    with server.client() as client:
+        response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert_error(response, 400, "invalid_json")
+    assert response.json()["error"]["message"] == "the request body holds an integer of more than 4300 digits"
+
+
+def test_an_unexpected_failure_is_a_500_that_carries_its_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    with in_process() as server:
+        deployments = runtime_of(server.app).deployments
+
+        def broken(*_: Any) -> Any:
+            raise ZeroDivisionError("a bug")
+
+        deployments.route = broken  # type: ignore[method-assign]  # a bug where none is expected
+        with server.client() as client:
+            response = client.post("/chat/completions", json=CHAT)
+    assert_error(response, 500, "engine_error")
+    request_id = response.headers["x-request-id"]
+    assert len(request_id) == 32
+    assert f"unexpected error on /chat/completions (request {request_id})" in caplog.text
