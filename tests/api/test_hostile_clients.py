@@ -69,14 +69,16 @@ def test_an_integer_too_long_to_convert_is_a_400_in_the_surface_shape(server: In
     assert response.json()["error"]["message"] == "the request body holds an integer of more than 4300 digits"
 
 
-def test_an_unexpected_failure_is_a_500_that_carries_its_request_id(caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unexpected_failure_is_a_500_that_carries_its_request_id(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with in_process() as server:
         deployments = runtime_of(server.app).deployments
 
         def broken(*_: Any) -> Any:
             raise ZeroDivisionError("a bug")
 
-        deployments.route = broken  # type: ignore[method-assign]  # a bug where none is expected
+        monkeypatch.setattr(deployments, "route", broken)  # a bug where none is expected
         with server.client() as client:
             response = client.post("/chat/completions", json=CHAT)
     assert_error(response, 500, "engine_error")
