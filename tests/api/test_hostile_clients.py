@@ -85,3 +85,28 @@ def test_an_unexpected_failure_is_a_500_that_carries_its_request_id(
     request_id = response.headers["x-request-id"]
     assert len(request_id) == 32
     assert f"unexpected error on /chat/completions (request {request_id})" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml"],
+)
+def test_a_body_declared_as_anything_but_json_is_a_415(server: InProcessServer, content_type: str) -> None:
+    with server.client() as client:
+        response = client.post("/chat/completions", json=CHAT, headers={"Content-Type": content_type})
+    assert_error(response, 415, "unsupported_media_type")
+    media = content_type.split(";")[0]
+    assert response.json()["error"]["message"] == (
+        f"the request body must be application/json; got Content-Type '{media}'"
+    )
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json; charset=utf-8", "application/merge+json"])
+def test_a_json_body_or_one_without_a_type_is_read(server: InProcessServer, content_type: str | None) -> None:
+    import json
+
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    with server.client() as client:
+        response = client.post("/v1/chat/completions", content=json.dumps(CHAT).encode(), headers=headers)
+    assert response.status_code == 200
+    assert response.json()["object"] == "chat.completion"

@@ -62,6 +62,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "`extra-parameters: error`, a prompt longer than the context",
         401: "Missing or invalid key",
         413: "Body larger than the configured limit",
+        415: "A body declared as anything but JSON (`unsupported_media_type`)",
         404: "The deployment does not serve this kind of request (chat on an embeddings model, or the reverse)",
         422: "A parameter this deployment cannot honour (`parameter_not_supported`, with `detail[].loc`)",
         429: "Too many requests queued; see Retry-After",
@@ -113,7 +114,7 @@ def _generation(
         "description": "The answer; with `stream: true`, server-sent events of chunks ending in `data: [DONE]`",
         "content": {"application/json": {"schema": _ref(answer)}, "text/event-stream": {"schema": _ref(chunk)}},
     }
-    return _post(summary, request, ok, (400, 401, 404, 413, 422, 429, 500, 503), azure, tag)
+    return _post(summary, request, ok, (400, 401, 404, 413, 415, 422, 429, 500, 503), azure, tag)
 
 
 def _embeddings(summary: str, request: type[BaseModel], azure: bool, tag: str) -> dict[str, Any]:
@@ -121,7 +122,7 @@ def _embeddings(summary: str, request: type[BaseModel], azure: bool, tag: str) -
         "description": "One embedding per input, in the requested encoding_format",
         "content": {"application/json": {"schema": _ref(out.EmbeddingsResult)}},
     }
-    return _post(summary, request, ok, (400, 401, 404, 413, 422, 429, 503), azure, tag)
+    return _post(summary, request, ok, (400, 401, 404, 413, 415, 422, 429, 503), azure, tag)
 
 
 def _get(

@@ -23,6 +23,7 @@ from aimi.pipeline.validation import parse, parse_json_object
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
 from aimi.protocol.embeddings import AzureEmbeddingsRequest, AzureImageEmbeddingsRequest, OpenAIEmbeddingsRequest
+from aimi.protocol.errors import ApiError
 from aimi.runtime import runtime_of
 from aimi.surfaces.encode import Encoder, embeddings_body
 from aimi.surfaces.json_response import JSONResponse
@@ -48,10 +49,24 @@ OPENAI = Surface(
 )
 
 
+def _json_only(content_type: str | None) -> None:
+    """A body declared as anything but JSON is a 415: a browser posts forms and text/plain across
+    sites without asking first, never JSON. A body with no type at all is read as JSON."""
+    if content_type is None:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        shown = media[:60] + ("..." if len(media) > 60 else "")
+        raise ApiError(
+            "unsupported_media_type", f"the request body must be application/json; got Content-Type {shown!r}"
+        )
+
+
 async def _read(request: Request, surface: Surface, schema: type[BaseModel]) -> RequestContext:
     """The request's context with its wire body, its extra-parameters policy and the deployment it
     names (the path's, the azureml-model-deployment header's, the body's ``model``)."""
     context = context_of(request.scope)
+    _json_only(request.headers.get("content-type"))
     context.policy = policy_from_header(request.headers.get("extra-parameters"), surface.default_policy)
     context.body = parse(schema, parse_json_object(await request.body()))
     context.model = request.headers.get("azureml-model-deployment") or context.body.model
