@@ -110,3 +110,20 @@ def test_a_json_body_or_one_without_a_type_is_read(server: InProcessServer, cont
         response = client.post("/v1/chat/completions", content=json.dumps(CHAT).encode(), headers=headers)
     assert response.status_code == 200
     assert response.json()["object"] == "chat.completion"
+
+
+def test_too_many_messages_are_refused_for_their_count_before_each_is_validated(server: InProcessServer) -> None:
+    # Every message is malformed: had the schema read them first, the 400 would name a role.
+    body = {"messages": [{"role": "nobody"}] * 100_000, "max_tokens": 4}
+    with server.client() as client:
+        response = client.post("/chat/completions", json=body)
+    assert_error(response, 400, "invalid_request")
+    assert response.json()["error"]["message"] == "`messages` may hold at most 1024 messages; got 100000"
+    assert response.json()["error"]["param"] == "messages"
+
+
+def test_too_many_embedding_inputs_are_refused_for_their_count(server: InProcessServer) -> None:
+    with server.client() as client:
+        response = client.post("/v1/embeddings", json={"input": [None] * 3000})
+    assert_error(response, 400, "invalid_request")
+    assert response.json()["error"]["message"] == "`input` may hold at most 2048 items; got 3000"

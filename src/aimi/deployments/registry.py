@@ -139,6 +139,9 @@ class Deployments:
         self._by_name = {d.name: d for d in deployments}
         self._endpoints = {e.name: e for e in endpoints}
         self._rng = rng or random.Random()
+        # The largest count any deployment accepts: a body past it is refused before it is validated.
+        self.most_messages = max((d.limits.max_messages for d in deployments), default=0)
+        self.most_inputs = max((d.limits.max_embedding_inputs for d in deployments), default=0)
 
     def __iter__(self) -> Iterator[Deployment]:
         return iter(self._by_name.values())

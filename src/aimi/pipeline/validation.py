@@ -113,3 +113,17 @@ def parse(model: type[M], body: dict[str, Any]) -> M:
         return model.model_validate(body, strict=True)
     except ValidationError as exc:
         raise describe(exc, body) from None
+
+
+def check_counts(body: dict[str, Any], most_messages: int, most_inputs: int) -> None:
+    """Counts checked on the decoded JSON before the schema validates each item, so a body of
+    100,000 messages is refused for its count at once, not after every message was read."""
+    messages = body.get("messages")
+    if isinstance(messages, list) and len(messages) > most_messages:
+        raise invalid_request(
+            f"`messages` may hold at most {most_messages} messages; got {len(messages)}", param="messages"
+        )
+    inputs = body.get("input")
+    # One token array is a list of integers as long as the input's limit allows, not a count of inputs.
+    if isinstance(inputs, list) and len(inputs) > most_inputs and not isinstance(inputs[0], int):
+        raise invalid_request(f"`input` may hold at most {most_inputs} items; got {len(inputs)}", param="input")
