@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="API keys clients may use (comma-separated in AIMI_API_KEY). None: one is generated.",
     )
+    api_key_file: Path | None = Field(
+        None,
+        description="A file of keys clients may use, one a line ('#' starts a comment), read at start: "
+        "unlike --api-key, a key there never shows in the process list.",
+    )
     no_auth: bool = Field(False, description="Serve without authentication (local experiments only).")
     slots: int = Field(2, ge=1, le=256, description="Requests the engine runs in parallel.")
     context_size: int = Field(2048, ge=64, description="Context window of each slot, in tokens.")

@@ -61,6 +61,32 @@ def test_keys_from_the_environment(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/v1/models", headers={"api-key": "env-three"}).status_code == 401
 
 
+def test_keys_from_a_file_never_show_in_the_process_list(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("# the team's keys\nfile-key-one-0123456789\n\n  file-key-two-0123456789  \n")
+    with aimi_process(tmp_path / "home", [*_model(tmp_path), "--api-key-file", str(keys)]) as server:
+        for key in ("file-key-one-0123456789", "file-key-two-0123456789"):
+            assert httpx.get(f"{server.url}/v1/models", headers={"api-key": key}).status_code == 200
+        assert httpx.get(f"{server.url}/v1/models", headers={"api-key": "# the team's keys"}).status_code == 401
+        command_line = Path(f"/proc/{server.process.pid}/cmdline").read_bytes()
+        assert b"file-key" not in command_line and str(keys).encode() in command_line
+    assert not (tmp_path / "home" / "api-key").exists()
+
+
+def test_an_unreadable_key_file_exits_with_a_clear_message(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aimi", "serve", *_model(tmp_path), "--api-key-file", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "AIMI_HOME": str(tmp_path / "home")},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        f"aimi: cannot read the key file {tmp_path / 'missing'}: No such file or directory"
+    )
+
+
 def test_no_auth_serves_without_keys_and_warns(tmp_path: Path) -> None:
     with aimi_process(tmp_path / "home", [*_model(tmp_path), "--no-auth"]) as server:
         assert httpx.get(f"{server.url}/info").json()["model_name"] == "stand-in"

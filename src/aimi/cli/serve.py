@@ -40,6 +40,12 @@ def add_parser(commands: Any) -> None:
         metavar="KEY",
         help="a key clients may use; repeatable (or AIMI_API_KEY, comma-separated)",
     )
+    parser.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="PATH",
+        help="a file of keys, one a line: keeps them out of the process list (or AIMI_API_KEY_FILE)",
+    )
     parser.add_argument("--no-auth", action="store_true", default=None, help="serve without keys (local only!)")
     parser.add_argument("--engine", help="engine name (llamacpp, fake)")
     parser.add_argument("--engine-options", help="engine options as JSON")
@@ -91,6 +97,14 @@ def _specs(settings: Settings) -> tuple[list[DeploymentSpec], list[ApiKey], list
     return from_settings(settings, model), [], []
 
 
+def _key_file(path: Path | None) -> list[str]:
+    """The keys of a key file: one a line, blank lines and ``#`` comments skipped."""
+    if path is None:
+        return []
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
@@ -102,12 +116,17 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(served, int):
         return served
     specs, file_keys, endpoints = served
+    try:
+        given = [*settings.api_key, *_key_file(settings.api_key_file)]
+    except OSError as exc:
+        print(f"aimi: cannot read the key file {settings.api_key_file}: {exc.strerror}", file=sys.stderr)
+        return 2
     keys: list[str | ApiKey] | None
     if settings.no_auth:
         keys = None
         print("aimi: WARNING: --no-auth: anyone who can reach this port can use the model", file=sys.stderr)
-    elif settings.api_key or file_keys:
-        keys = [*settings.api_key, *file_keys]
+    elif given or file_keys:
+        keys = [*given, *file_keys]
     else:
         key, created = load_or_create_key(settings.home)
         keys = [key]
@@ -124,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             # Keys come from the file when it has some, and from the flags as at start.
             ring: list[str | ApiKey] | None = fixed
             if fixed is not None and file_keys:
-                ring = [*settings.api_key, *file_keys]
+                ring = [*given, *file_keys]
             return reloaded, ring, endpoints_from_config(config)
 
         pid_file = settings.home / "aimi.pid"
