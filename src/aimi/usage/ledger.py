@@ -29,7 +29,7 @@ class Ledger:
         *,
         capacity: int = 100_000,
         batch: int = 500,
-        interval: float = 0.2,
+        interval: float = 0.05,
         max_backoff: float = 30.0,
     ) -> None:
         self._write = write
