@@ -127,3 +127,12 @@ def test_too_many_embedding_inputs_are_refused_for_their_count(server: InProcess
         response = client.post("/v1/embeddings", json={"input": [None] * 3000})
     assert_error(response, 400, "invalid_request")
     assert response.json()["error"]["message"] == "`input` may hold at most 2048 items; got 3000"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_stream_options_dropped_on_the_azure_surface_change_nothing(server: InProcessServer, stream: bool) -> None:
+    body = {**CHAT, "stream": stream, "stream_options": {"include_usage": True}}
+    with server.client() as client:
+        response = client.post("/chat/completions", json=body, headers={"extra-parameters": "drop"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream" if stream else "application/json")

@@ -22,8 +22,10 @@ caller (the key); after the response, :func:`aimi.pipeline.settle.settle` closes
     ... the response streams or is collected ...
     settle                           settle
 
-A shadow copy (an endpoint's mirror) runs its own kind's list without the quota and without the
-mirroring, so the shadow's own checks apply.
+A shadow copy (an endpoint's mirror) runs its kind's list without route, authorise, the counts,
+reserve and mirror: it is charged to no quota, and the shadow's own checks (its content safety,
+its slots) apply. Every kind mirrors at the same point, once its own request has passed its
+checks and its generation (or its embedding) has begun.
 """
 
 from __future__ import annotations

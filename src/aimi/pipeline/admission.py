@@ -76,7 +76,7 @@ def _refused(decision: Decision, tokens: int) -> ApiError:
     )
 
 
-async def admit(quotas: Quotas, metrics: Metrics, context: RequestContext, charged: list[Scope], tokens: int) -> None:
+async def charge(quotas: Quotas, metrics: Metrics, context: RequestContext, charged: list[Scope], tokens: int) -> None:
     """Reserve ``tokens`` and one request in every scope of ``charged``, or raise the 429 (or the
     503 when the shared backend is down and the policy is to fail closed)."""
     if not charged:

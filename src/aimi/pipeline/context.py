@@ -1,10 +1,10 @@
 """One request's context: what each pipeline step reads, and what it leaves for the next.
 
-The metering middleware opens a :class:`RequestContext` for every inference request before the
-handler reads a byte, and settles it exactly once when the request ends, however it ends. In
-between, the handler puts the wire body on it and the steps of :mod:`aimi.pipeline` fill it in,
-in order: where it goes, the canonical request, the reservation, the generation. The usage record
-is built from it at the end (:func:`aimi.pipeline.settle.settle`).
+The context middleware (:mod:`aimi.server.middleware.context`) opens a :class:`RequestContext`
+for every inference request before the handler reads a byte, and settles it exactly once when the
+request ends, however it ends. In between, the handler puts the wire body on it and the steps of
+:mod:`aimi.pipeline` fill it in, in order: where it goes, the canonical request, the reservation,
+the generation. The usage record is built from it at the end (:func:`aimi.pipeline.settle.settle`).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class RequestContext:
     routed: Routed | None = None
     deployment: Deployment | None = None
     work: Work | None = None
-    embedding: EmbeddingWork | None = None
+    embedding_work: EmbeddingWork | None = None
     prompt_count: int = 0  # the prompt's tokens as counted before the engine runs
     reserve_tokens: int = 0
     reservation: Reservation | None = None
@@ -88,7 +88,7 @@ class RequestContext:
     holds_slot: bool = False
     generation: Generation | None = None
     events: AsyncIterator[Event | Annotation] | None = None
-    embeddings: Embeddings | None = None
+    embedded: Embeddings | None = None  # the engine's vectors
 
     # The account: what the request is charged, and how it went.
     prompt_tokens: int = 0
@@ -143,6 +143,7 @@ class RequestContext:
             self.runtime,
             self.kind,
             self.surface,
+            id=f"{self.id}-shadow",
             body=self.body,
             policy=self.policy,
             routed=Routed(deployment, deployment.name),
@@ -151,6 +152,6 @@ class RequestContext:
 
 
 def context_of(scope: Scope) -> RequestContext:
-    """The context the metering middleware opened for this request."""
+    """The context the context middleware opened for this request."""
     context: RequestContext = scope["state"]["context"]
     return context

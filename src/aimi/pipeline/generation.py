@@ -51,9 +51,10 @@ class Generation:
     stream of events whose ``index`` says the choice, and one :class:`Usage` at the end.
 
     Opening waits until every choice has produced its first event, so what the engine refuses is
-    refused before the response starts. Always :meth:`close` it (the response does so in a
-    ``finally``): closing stops the engine's work and gives the request's slot back. Tokens are
-    counted on the request's context as they come, so an abort or a failure still meters what ran.
+    refused before the response starts. Always :meth:`close` it: the streamed response or
+    :func:`collect` does so in a ``finally``, and settling does for a request that failed in
+    between. Closing stops the engine's work and gives the request's slot back. Tokens are counted
+    on the request's context as they come, so an abort or a failure still meters what ran.
     """
 
     def __init__(self, context: RequestContext) -> None:

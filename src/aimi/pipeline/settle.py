@@ -1,4 +1,4 @@
-"""The last step, run exactly once per request on every path (an answer, a refusal, an abort,
+"""Settling: after the response, run exactly once per request on every path (an answer, a refusal, an abort,
 an error): settle the quota reservation to the true usage, write the usage record, count the
 request in the metrics."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from aimi.pipeline.context import RequestContext
-from aimi.usage.records import UsageRecord, outcome_of
+from aimi.usage.records import Outcome, UsageRecord, outcome_of
 
 
 def usage_record(context: RequestContext, status: int, seconds: float) -> UsageRecord:
@@ -37,11 +37,13 @@ async def settle(context: RequestContext, status: int) -> UsageRecord:
     """Close the request's account; ``status`` is the HTTP status it was answered with."""
     seconds = time.monotonic() - context.started
     runtime = context.runtime
-    context.release_slot()  # a request that failed between taking its slot and generating
+    if context.generation is not None:
+        await context.generation.close()  # a request that failed after its generation opened
+    context.release_slot()  # or between taking its slot and generating
     if context.reservation is not None:
         await runtime.quotas.settle(context.reservation, context.prompt_tokens + context.completion_tokens)
-    context.outcome = context.outcome or outcome_of(status)
     record = usage_record(context, status, seconds)
+    context.outcome = Outcome(record.outcome)
     runtime.ledger.record(record)
     ttft = None if context.first_token is None else context.first_token - context.started
     runtime.metrics.observe(record, seconds, ttft, context.gaps)

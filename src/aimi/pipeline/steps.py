@@ -92,11 +92,11 @@ async def canonical_completion(context: RequestContext) -> None:
 
 
 async def canonical_embeddings(context: RequestContext) -> None:
-    context.embedding = embeddings.text_request(context.body, context.policy, context.serving())
+    context.embedding_work = embeddings.text_request(context.body, context.policy, context.serving())
 
 
 async def canonical_image_embeddings(context: RequestContext) -> None:
-    context.embedding = embeddings.image_request(context.body, context.policy, context.serving())
+    context.embedding_work = embeddings.image_request(context.body, context.policy, context.serving())
 
 
 # --- before the engine runs ------------------------------------------------------------------
@@ -125,15 +125,15 @@ async def count_prompt(context: RequestContext) -> None:
 
 async def count_inputs(context: RequestContext) -> None:
     """The most tokens the inputs can be (the engine counts them as it embeds)."""
-    assert context.embedding is not None
-    context.reserve_tokens = admission.embedding_tokens(context.embedding.request)
+    assert context.embedding_work is not None
+    context.reserve_tokens = admission.embedding_tokens(context.embedding_work.request)
 
 
 async def reserve(context: RequestContext) -> None:
     """Charge one request and its tokens against the deployment's and the key's quotas (429)."""
     runtime = context.runtime
     charged = admission.scopes(context.serving(), context.principal)
-    await admission.admit(runtime.quotas, runtime.metrics, context, charged, context.reserve_tokens)
+    await admission.charge(runtime.quotas, runtime.metrics, context, charged, context.reserve_tokens)
     context.prompt_tokens = context.prompt_count  # from here on the prompt is charged, even if refused
 
 
@@ -215,17 +215,17 @@ async def _marking_cuts(
 
 async def embed(context: RequestContext) -> None:
     """Embed the inputs; the slot is given back as soon as the vectors are there."""
-    deployment, work = context.serving(), context.embedding
+    deployment, work = context.serving(), context.embedding_work
     assert work is not None
     try:
-        context.embeddings = await until_disconnect(context, deployment.engine.embed(work.request))
+        context.embedded = await until_disconnect(context, deployment.engine.embed(work.request))
     except (RequestFailed, EngineDead) as exc:
         if not (isinstance(exc, RequestFailed) and exc.client_error):
             context.fail(Outcome.ENGINE_ERROR)
         raise engine_error(exc) from None
     finally:
         context.release_slot()
-    context.prompt_tokens = context.embeddings.prompt_tokens
+    context.prompt_tokens = context.embedded.prompt_tokens
 
 
 # --- after the request's own checks ----------------------------------------------------------
@@ -249,8 +249,9 @@ async def mirror(context: RequestContext) -> None:
             if copy.events is not None:
                 async for _ in copy.events:
                     pass
-        except ApiError as exc:
-            log.debug("shadow request to %s refused: %s", shadow.name, exc.message)
+        except ApiError as exc:  # the shadow's own refusal: its content safety quietly, the rest for the operator
+            level = logging.DEBUG if exc.code == "content_filter" else logging.INFO
+            log.log(level, "shadow request to %s refused: %s", shadow.name, exc.message)
         except Exception as exc:  # a shadow's failure never reaches the client
             log.info("shadow request to %s failed: %s", shadow.name, exc)
         finally:

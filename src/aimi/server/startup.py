@@ -35,6 +35,7 @@ from aimi.usage.metrics import Metrics
 from aimi.usage.store import LedgerStore
 
 log = logging.getLogger(__name__)
+_LEDGER_START_WAIT = 2.0
 
 
 def build_quotas(settings: Settings) -> Quotas:
@@ -199,7 +200,10 @@ def _prepare_ledger(runtime: Runtime) -> None:
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """The server answers (/health: 503) while models load in the background."""
     runtime = runtime_of(app)
-    await asyncio.to_thread(_prepare_ledger, runtime)
+    # Bounded: a database that does not answer delays the start by at most this, and the writer
+    # retries the migration with its first batch.
+    preparing = asyncio.ensure_future(asyncio.to_thread(_prepare_ledger, runtime))
+    await asyncio.wait({preparing}, timeout=_LEDGER_START_WAIT)
     await runtime.quotas.warm()  # a burst right after start-up finds Redis's connections open
     # On-demand deployments load with their first request; the others now, in the background.
     for d in runtime.deployments:

@@ -91,9 +91,11 @@ async def _generated(context: RequestContext, encoder: Encoder) -> Response:
 
 
 def _include_usage(body: AzureChatRequest | AzureCompletionRequest) -> bool:
-    """OpenAI's ``stream_options.include_usage``: usage in a trailing chunk of its own."""
-    options = getattr(body, "stream_options", None)
-    return bool(options and options.include_usage)
+    """OpenAI's ``stream_options.include_usage``: usage in a trailing chunk of its own. (On the Azure
+    surface ``stream_options`` is no field: an extra, judged by the extra-parameters policy.)"""
+    if isinstance(body, OpenAIChatRequest | OpenAICompletionRequest) and body.stream_options is not None:
+        return bool(body.stream_options.include_usage)
+    return False
 
 
 async def chat_completions(request: Request, surface: Surface) -> Response:
@@ -109,9 +111,9 @@ async def completions(request: Request, surface: Surface) -> Response:
 
 
 async def _embedded(context: RequestContext, surface: Surface) -> Response:
-    assert context.embedding is not None and context.embeddings is not None
-    vectors = embeddings.finish(context.embedding, context.embeddings.vectors)
-    return JSONResponse(embeddings_body(_model_name(context, surface), vectors, context.embeddings.prompt_tokens))
+    assert context.embedding_work is not None and context.embedded is not None
+    vectors = embeddings.finish(context.embedding_work, context.embedded.vectors)
+    return JSONResponse(embeddings_body(_model_name(context, surface), vectors, context.embedded.prompt_tokens))
 
 
 async def text_embeddings(request: Request, surface: Surface) -> Response:

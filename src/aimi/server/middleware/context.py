@@ -52,7 +52,7 @@ class ContextMiddleware:
         state["context"] = context
         status = 500
 
-        async def send_metered(message: Message) -> None:
+        async def send_with_quota_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -63,7 +63,7 @@ class ContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_metered)
+            await self.app(scope, receive, send_with_quota_headers)
         finally:
             # Shielded: a cancelled request is still settled and recorded.
             await asyncio.shield(asyncio.ensure_future(settle(context, status)))
