@@ -26,6 +26,7 @@ from aimi.deployments.sources import ResolvedModel, resolve
 from aimi.engines.fake import FakeEngine
 from aimi.runtime import runtime_of
 from aimi.server import create_app
+from aimi.server.listen import uvicorn_config
 from aimi.settings import DEFAULT_MODEL, Settings
 
 KEY = "test-key-0123456789abcdef0123456"
@@ -107,7 +108,7 @@ def in_process(
         resolved, specs or from_settings(resolved, model), [KEY] if keys is None else keys, endpoints or ()
     )
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn_config(app, resolved, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -114,6 +114,15 @@ class Settings(BaseSettings):
     context_size: int = Field(2048, ge=64, description="Context window of each slot, in tokens.")
     threads: int | None = Field(None, ge=1, description="CPU threads for the engine (default: all cores).")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    header_timeout: float = Field(
+        10, gt=0, description="Longest a connection may take to send a request head (seconds); then it is closed."
+    )
+    body_timeout: float = Field(
+        30, gt=0, description="Longest silence while a request body arrives (seconds); then a 408."
+    )
+    max_connections: int = Field(
+        2048, ge=1, description="Most connections served at once; a request past them gets a 503."
+    )
     limits: Annotated[Limits, Flat(renamed={"max_tokens": "max_tokens_limit"})] = Field(
         default_factory=Limits,
         description="Every deployment's per-request limits (AIMI_MAX_TOKENS_LIMIT, AIMI_MAX_MESSAGES, "

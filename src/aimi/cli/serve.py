@@ -25,6 +25,7 @@ from aimi.deployments.config import ConfigError, load_config
 from aimi.deployments.registry import Endpoint
 from aimi.deployments.sources import ModelSourceError, resolve
 from aimi.server import create_app
+from aimi.server.listen import uvicorn_config
 from aimi.settings import Settings
 
 
@@ -150,15 +151,7 @@ def run(args: argparse.Namespace) -> int:
         settings.home.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{os.getpid()}\n")
     app = create_app(settings, specs, keys, endpoints, reloader)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, settings))
 
     original_startup = server.startup
 

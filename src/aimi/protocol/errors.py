@@ -29,6 +29,7 @@ ERROR_CODES: dict[str, tuple[int, str | None]] = {
     "Forbidden": (403, "permission_error"),
     "NotFound": (404, "not_found_error"),
     "MethodNotAllowed": (405, "invalid_request_error"),
+    "request_timeout": (408, "invalid_request_error"),
     "payload_too_large": (413, "invalid_request_error"),
     "unsupported_media_type": (415, "invalid_request_error"),
     "parameter_not_supported": (422, "invalid_request_error"),

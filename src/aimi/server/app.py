@@ -84,7 +84,7 @@ def create_app(
             Middleware(AuthMiddleware, keys=runtime.keys),
             *([Middleware(TracingMiddleware, provider=runtime.tracing)] if runtime.tracing is not None else []),
             Middleware(ContextMiddleware),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout),
         ],
         exception_handlers={
             ApiError: api_error,
