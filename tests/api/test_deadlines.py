@@ -118,3 +118,23 @@ def test_past_the_connection_cap_a_request_gets_a_503(server: InProcessServer) -
     finally:
         for sock in idle:
             sock.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /chat/completions HTTP/1.1\r\nHost: aimi\r\nX-Bad: a\x00b\r\n\r\n",
+        b"POST /chat/completions HTTP/1.1\r\nHost: aimi\r\nContent-Length: -5\r\n\r\n",
+        b"NOT HTTP AT ALL\r\n\r\n",
+    ],
+)
+def test_what_is_not_http_gets_a_400_in_the_surface_shape(server: InProcessServer, head: bytes) -> None:
+    with _connect(server) as sock:
+        sock.sendall(head)
+        sock.settimeout(10)
+        answer = _read_all(sock)
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in status.lower()
+    error = json.loads(body)["error"]
+    assert error["code"] == "invalid_request" and error["message"].startswith("the request is not valid HTTP: ")

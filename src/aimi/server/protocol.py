@@ -10,10 +10,13 @@ closed. Bodies have their own deadline in :mod:`aimi.server.middleware.body_limi
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from aimi.protocol.errors import ApiError
 
 
 class DeadlineH11Protocol(H11Protocol):
@@ -52,6 +55,21 @@ class DeadlineH11Protocol(H11Protocol):
         super().on_response_complete()
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self._arm()  # the next request's head, on a kept-alive connection
+
+    def send_400_response(self, msg: str) -> None:
+        """What is not HTTP at all (a NUL in a header, a negative length, a head too large) gets
+        the surfaces' error body, not uvicorn's plain text."""
+        body = json.dumps(ApiError("invalid_request", f"the request is not valid HTTP: {msg}").body()).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-ms-error-code", b"invalid_request"),
+            (b"connection", b"close"),
+        ]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body)):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
