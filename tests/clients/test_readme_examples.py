@@ -50,6 +50,6 @@ def test_openai_quickstart_runs(live_server: LiveServer) -> None:
 
 def test_curl_quickstart_runs(live_server: LiveServer) -> None:
     out = _run(["sh", "examples/curl.sh"], live_server)
-    assert '"model_type":"chat-completion"' in out
+    assert '"model_type":"chat-completions"' in out
     assert '"object":"chat.completion"' in out
     assert out.rstrip().endswith("data: [DONE]")

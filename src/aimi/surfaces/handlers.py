@@ -110,8 +110,11 @@ async def _is_merged_chat(request: Request) -> bool:
 
 
 async def completions(request: Request, surface: Surface) -> Response:
-    if await _is_merged_chat(request):
-        context_of(request.scope).kind = Kind.CHAT
+    # The path's suffix can mislead the metering middleware here too: /deployments/chat/completions
+    # ends like a chat route. The body decides.
+    merged = await _is_merged_chat(request)
+    context_of(request.scope).kind = Kind.CHAT if merged else Kind.COMPLETIONS
+    if merged:
         return await chat_completions(request, surface)
     context = await pipeline.run(await _read(request, surface, surface.completion_model))
     encoder = Encoder("text", _model_name(context, surface), surface.azure, _include_usage(context.body))
