@@ -21,7 +21,6 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 import pytest
-from aimi.surfaces.json_response import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from aimi.deployments.build import from_settings
@@ -35,6 +34,7 @@ from aimi.safety.filter import Annotation
 from aimi.safety.policy import Action, SafetyPolicy
 from aimi.settings import Settings
 from aimi.surfaces.encode import Encoder
+from aimi.surfaces.json_response import JSONResponse
 from tests.conftest import FAKE_MODEL, InProcessServer, in_process
 
 Sample = tuple[str, type[BaseModel], bytes]

@@ -12,7 +12,7 @@ from tests.api.helpers import CHAT, COMPLETION, assert_error
 from tests.conftest import InProcessServer, in_process
 
 AZURE_PREFIXES = ["", "/models", "/api/models"]
-INFO = {"model_name": "Fake-Model", "model_type": "chat-completion", "model_provider_name": "aimi"}
+INFO = {"model_name": "Fake-Model", "model_type": "chat-completions", "model_provider_name": "aimi"}
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ def client(live_server: LiveServer) -> ChatCompletionsClient:
 def test_get_model_info_names_the_default_model(client: ChatCompletionsClient) -> None:
     info = client.get_model_info()
     assert info.model_name == "SmolLM2-135M-Instruct"
-    assert info.model_type == "chat-completion"
+    assert info.model_type == "chat-completions"
     assert info.model_provider_name == "HuggingFaceTB"
 
 

@@ -405,7 +405,7 @@ def test_embeddings_on_the_chat_server_is_404(live_server: LiveServer, path: str
     )
     assert_not_found(response)
     assert response.json()["error"]["message"] == (
-        "embeddings not found on deployment 'smollm2-135m-instruct', which serves chat-completion"
+        "embeddings not found on deployment 'smollm2-135m-instruct', which serves chat-completions"
     )
 
 

@@ -64,7 +64,7 @@ def test_quickstart_info_chat_and_stream(js_dir: Path, live_server: LiveServer) 
 
     assert out["info"] == {
         "model_name": "SmolLM2-135M-Instruct",
-        "model_type": "chat-completion",
+        "model_type": "chat-completions",
         "model_provider_name": "HuggingFaceTB",
     }
 

@@ -16,6 +16,7 @@ README = (ROOT / "README.md").read_text()
 EXAMPLES = [
     "examples/azure_quickstart.py",
     "examples/openai_quickstart.py",
+    "examples/azure_openai_quickstart.py",
     "examples/curl.sh",
     "tests/clients/js/quickstart.mjs",
 ]
@@ -32,6 +33,7 @@ def _run(command: list[str], live_server: LiveServer) -> str:
         "AIMI_API_KEY": live_server.key,
         "AIMI_ENDPOINT": f"{live_server.url}/models",
         "AIMI_OPENAI_BASE_URL": f"{live_server.url}/v1",
+        "AIMI_URL": live_server.url,
     }
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -48,8 +50,13 @@ def test_openai_quickstart_runs(live_server: LiveServer) -> None:
     assert out.rstrip().endswith("tokens]")
 
 
+def test_azure_openai_quickstart_runs(live_server: LiveServer) -> None:
+    out = _run([sys.executable, "examples/azure_openai_quickstart.py"], live_server)
+    assert out.strip()
+
+
 def test_curl_quickstart_runs(live_server: LiveServer) -> None:
     out = _run(["sh", "examples/curl.sh"], live_server)
-    assert '"model_type":"chat-completion"' in out
+    assert '"model_type":"chat-completions"' in out
     assert '"object":"chat.completion"' in out
     assert out.rstrip().endswith("data: [DONE]")

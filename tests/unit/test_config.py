@@ -206,3 +206,9 @@ def test_each_endpoint_mistake_is_named(endpoint: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(ENDPOINTS + "[[endpoints]]\n" + endpoint)
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+@pytest.mark.parametrize("written", ["chat-completions", "chat-completion"])
+def test_model_type_chat_completions_is_read_in_either_spelling(written: str) -> None:
+    text = f'[[deployments]]\nname = "a"\nmodel = "m.gguf"\n[deployments.profile]\nmodel_type = "{written}"'
+    assert parse_config(text).deployments[0].profile.model_type == "chat-completions"

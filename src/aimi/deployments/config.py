@@ -79,7 +79,7 @@ class ProfileConfig(_Strict):
 
     display_name: str | None = None
     provider: str | None = None
-    model_type: Literal["chat-completion", "embeddings", "image_embeddings"] | None = None
+    model_type: Literal["chat-completions", "embeddings", "image_embeddings"] | None = None
     system_role: bool | None = None
     vision: bool | None = None
     audio: bool | None = None
@@ -87,6 +87,12 @@ class ProfileConfig(_Strict):
     json_output: bool | None = None
     dimensions: bool | None = None
     input_prefixes: dict[str, str] | None = None
+
+    @field_validator("model_type", mode="before")
+    @classmethod
+    def _singular_chat(cls, value: object) -> object:
+        # Files written before /info said "chat-completions" keep working.
+        return "chat-completions" if value == "chat-completion" else value
 
 
 class PricesConfig(_Strict):

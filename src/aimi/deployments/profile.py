@@ -23,7 +23,7 @@ class ModelProfile:
     ``input_type`` (``query``, ``document``, ``text``), for models trained with such prefixes.
     """
 
-    model_type: Literal["chat-completion", "embeddings", "image_embeddings"] = "chat-completion"
+    model_type: Literal["chat-completions", "embeddings", "image_embeddings"] = "chat-completions"
     provider: str = "unknown"
     system_role: bool = True
     vision: bool = False

@@ -178,6 +178,10 @@ class Deployments:
                 if now - deployment.last_used >= idle:
                     await self.unload(deployment)
 
+    def knows(self, name: str) -> bool:
+        """A deployment or an endpoint has this name."""
+        return name in self._by_name or name in self._endpoints
+
     def resolve(self, model: str | None, pinned: str | None = None) -> Deployment:
         """The deployment that answers a request (see :meth:`route`)."""
         return self.route(model, pinned).deployment

@@ -269,6 +269,22 @@ def _fields(body: BaseModel, *names: str) -> dict[str, Any]:
     return {n: getattr(body, n) for n in names if n in type(body).model_fields and getattr(body, n) is not None}
 
 
+def _asked_max_tokens(body: wire.AzureChatRequest) -> tuple[str, int | None]:
+    """The chat's limit and the field that set it: ``max_completion_tokens`` is OpenAI's newer name
+    for ``max_tokens``. On /v1 it wins over ``max_tokens``; on the Azure surface two different
+    values are refused rather than guessed between."""
+    if body.max_completion_tokens is None:
+        return "max_tokens", body.max_tokens
+    both = body.max_tokens is not None and body.max_tokens != body.max_completion_tokens
+    if both and not isinstance(body, wire.OpenAIChatRequest):
+        raise invalid_request(
+            "`max_tokens` and `max_completion_tokens` are the same limit: give one, or the same value to both; "
+            f"got {body.max_tokens} and {body.max_completion_tokens}",
+            param="max_completion_tokens",
+        )
+    return "max_completion_tokens", body.max_completion_tokens
+
+
 def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deployment) -> Work:
     """The work for a chat body of either surface."""
     if len(body.messages) > deployment.limits.max_messages:
@@ -304,9 +320,7 @@ def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deploy
     if not deployment.profile.system_role:
         # Last, so the safety prompt and the tool instructions are folded too.
         turns = fold_system(turns)
-    max_tokens_field, requested = "max_tokens", body.max_tokens
-    if isinstance(body, wire.OpenAIChatRequest) and body.max_completion_tokens is not None:
-        max_tokens_field, requested = "max_completion_tokens", body.max_completion_tokens
+    max_tokens_field, requested = _asked_max_tokens(body)
     temperature, top_p = _sampling(body.temperature, body.top_p, deployment)
     request = GenerationRequest(
         request_id=uuid.uuid4().hex,

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from aimi.safety.filter import Annotation
 
 
+AZURE_OPENAI = "azure-openai"
+"""The surface of the Azure OpenAI data plane, /openai/deployments/{name}/...: OpenAI's wire."""
+
+
 class Kind(StrEnum):
     """What a request asks for; each kind runs its own list of steps."""
 
@@ -62,7 +66,7 @@ class RequestContext:
 
     runtime: Runtime
     kind: Kind
-    surface: str  # "azure" or "openai": the surface whose route was called
+    surface: str  # "azure", "openai" or "azure-openai": the surface whose route was called
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     principal: Principal | None = None
     receive: Receive = _no_client  # the client's side of the connection: its disconnect

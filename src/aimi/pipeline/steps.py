@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 from aimi.auth.keys import Principal
-from aimi.deployments.registry import Routed
+from aimi.deployments.registry import Deployments, Routed
 from aimi.engines.api import EngineDead, Event, Finish, RequestFailed
 from aimi.pipeline import admission, canonical, embeddings
-from aimi.pipeline.context import RequestContext
+from aimi.pipeline.context import AZURE_OPENAI, RequestContext
 from aimi.pipeline.generation import Generation, engine_error
-from aimi.protocol.errors import ApiError, content_filtered, service_unavailable
+from aimi.protocol.errors import ApiError, content_filtered, deployment_not_found, service_unavailable
 from aimi.safety.filter import Annotation
 from aimi.usage.records import Outcome
 
@@ -53,10 +53,18 @@ async def until_disconnect(context: RequestContext, work: Awaitable[T]) -> T:
 # --- where the request goes ------------------------------------------------------------------
 
 
+def route_to(deployments: Deployments, model: str | None, pinned: str | None, surface: str) -> Routed:
+    """Where a request goes (:meth:`Deployments.route`). On the Azure OpenAI data plane a path
+    naming no deployment is that service's ``DeploymentNotFound``, which its clients recognise."""
+    if surface == AZURE_OPENAI and pinned is not None and not deployments.knows(pinned):
+        raise deployment_not_found()
+    return deployments.route(model, pinned)
+
+
 async def route(context: RequestContext) -> None:
     """The path's deployment, else the azureml-model-deployment header's, else the body's ``model``;
     an endpoint splits traffic over several (and may name a shadow)."""
-    context.routed = context.runtime.deployments.route(context.model, context.pinned)
+    context.routed = route_to(context.runtime.deployments, context.model, context.pinned, context.surface)
 
 
 def may_call(principal: Principal | None, routed: Routed) -> Routed:

@@ -149,6 +149,9 @@ class AzureChatRequest(BaseModel):
     tools: Annotated[list[Tool], Field(min_length=1)] | None = None
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     modalities: list[Literal["text", "audio"]] | None = None
+    # Azure's service takes OpenAI's newer name for max_tokens, and parallel_tool_calls.
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    parallel_tool_calls: bool | None = None
 
 
 class StreamOptions(_Nested):
@@ -162,9 +165,7 @@ class OpenAIChatRequest(AzureChatRequest):
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     stream_options: StreamOptions | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     logit_bias: dict[str, float] | None = None
-    parallel_tool_calls: bool | None = None
     user: str | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None

@@ -28,6 +28,7 @@ ERROR_CODES: dict[str, tuple[int, str | None]] = {
     "Unauthorized": (401, "authentication_error"),
     "Forbidden": (403, "permission_error"),
     "NotFound": (404, "not_found_error"),
+    "DeploymentNotFound": (404, "not_found_error"),  # Azure OpenAI's, for an unknown path deployment
     "MethodNotAllowed": (405, "invalid_request_error"),
     "payload_too_large": (413, "invalid_request_error"),
     "unsupported_media_type": (415, "invalid_request_error"),
@@ -148,6 +149,16 @@ def content_filtered(results: Mapping[str, Any], param: str = "messages") -> Api
         param=param,
         extra={"status": 400, "code": "content_filter", "message": message, "param": param, "type": None},
         inner={"code": "ResponsibleAIPolicyViolation", "content_filter_result": dict(results)},
+    )
+
+
+def deployment_not_found() -> ApiError:
+    """Azure OpenAI's 404 for a deployment the path names and the resource does not have (its
+    message word for word: clients and people search for it)."""
+    return ApiError(
+        "DeploymentNotFound",
+        "The API deployment for this resource does not exist. If you created the deployment within the last "
+        "5 minutes, please wait a moment and try again.",
     )
 
 

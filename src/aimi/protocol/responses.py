@@ -17,7 +17,7 @@ class ModelInfo(BaseModel):
     """``GET /info``; ``model_type`` is one of the strings ``load_client()`` accepts."""
 
     model_name: str
-    model_type: Literal["chat-completion", "embeddings", "image_embeddings"]
+    model_type: Literal["chat-completions", "embeddings", "image_embeddings"]
     model_provider_name: str
 
 

@@ -26,12 +26,12 @@ from aimi.server.middleware.auth import AuthMiddleware
 from aimi.server.middleware.body_limit import BodyLimitMiddleware
 from aimi.server.middleware.context import ContextMiddleware
 from aimi.server.middleware.request_id import RequestIdMiddleware
-from aimi.server.openapi import AZURE_PREFIXES, DEPLOYMENT_PREFIX
+from aimi.server.openapi import AZURE_OPENAI_PREFIX, AZURE_PREFIXES, DEPLOYMENT_PREFIX, OPENAI_PREFIXES
 from aimi.server.startup import build_runtime, lifespan
 from aimi.server.tracing import TracingMiddleware
 from aimi.settings import Settings
 from aimi.surfaces import handlers
-from aimi.surfaces.handlers import AZURE, OPENAI
+from aimi.surfaces.handlers import AZURE, AZURE_OPENAI, OPENAI
 
 
 def routes() -> list[BaseRoute]:
@@ -42,22 +42,28 @@ def routes() -> list[BaseRoute]:
     ]
     for prefix in (*AZURE_PREFIXES, DEPLOYMENT_PREFIX):
         table += [
-            Route(f"{prefix}/info", handlers.info, methods=["GET"]),
+            Route(f"{prefix}/info", partial(handlers.info, surface=AZURE), methods=["GET"]),
             Route(f"{prefix}/chat/completions", partial(handlers.chat_completions, surface=AZURE), methods=["POST"]),
             Route(f"{prefix}/completions", partial(handlers.completions, surface=AZURE), methods=["POST"]),
             Route(f"{prefix}/embeddings", partial(handlers.text_embeddings, surface=AZURE), methods=["POST"]),
             Route(f"{prefix}/images/embeddings", handlers.image_embeddings, methods=["POST"]),
         ]
-    for prefix in ("", DEPLOYMENT_PREFIX):
+    for prefix in OPENAI_PREFIXES:
         table += [
-            Route(
-                f"{prefix}/v1/chat/completions", partial(handlers.chat_completions, surface=OPENAI), methods=["POST"]
-            ),
-            Route(f"{prefix}/v1/completions", partial(handlers.completions, surface=OPENAI), methods=["POST"]),
-            Route(f"{prefix}/v1/embeddings", partial(handlers.text_embeddings, surface=OPENAI), methods=["POST"]),
+            Route(f"{prefix}/chat/completions", partial(handlers.chat_completions, surface=OPENAI), methods=["POST"]),
+            Route(f"{prefix}/completions", partial(handlers.completions, surface=OPENAI), methods=["POST"]),
+            Route(f"{prefix}/embeddings", partial(handlers.text_embeddings, surface=OPENAI), methods=["POST"]),
         ]
+    prefix = AZURE_OPENAI_PREFIX
+    table += [
+        Route(f"{prefix}/info", partial(handlers.info, surface=AZURE_OPENAI), methods=["GET"]),
+        Route(f"{prefix}/chat/completions", partial(handlers.chat_completions, surface=AZURE_OPENAI), methods=["POST"]),
+        Route(f"{prefix}/completions", partial(handlers.completions, surface=AZURE_OPENAI), methods=["POST"]),
+        Route(f"{prefix}/embeddings", partial(handlers.text_embeddings, surface=AZURE_OPENAI), methods=["POST"]),
+    ]
     table += [
         Route("/v1/models", handlers.models, methods=["GET"]),
+        Route("/openai/v1/models", handlers.models, methods=["GET"]),
         Route("/swagger.json", openapi.document, methods=["GET"]),
         Route("/openapi.json", openapi.document, methods=["GET"]),
     ]

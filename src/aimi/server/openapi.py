@@ -26,6 +26,11 @@ from aimi.surfaces.json_response import JSONResponse
 AZURE_PREFIXES = ("", "/models", "/api/models")
 # One deployment by path, so a client can point its endpoint at it.
 DEPLOYMENT_PREFIX = "/deployments/{deployment}"
+# The OpenAI v1 API, also for one deployment, and under Azure AI Foundry's /openai/v1.
+OPENAI_PREFIXES = ("/v1", f"{DEPLOYMENT_PREFIX}/v1", "/openai/v1")
+# Azure OpenAI's data plane: openai.AzureOpenAI(azure_endpoint=..., azure_deployment=...) calls
+# {azure_endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...
+AZURE_OPENAI_PREFIX = "/openai/deployments/{deployment}"
 _DEPLOYMENT = {
     "name": "deployment",
     "in": "path",
@@ -62,7 +67,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "`extra-parameters: error`, a prompt longer than the context",
         401: "Missing or invalid key",
         413: "Body larger than the configured limit",
-        404: "The deployment does not serve this kind of request (chat on an embeddings model, or the reverse)",
+        404: "No deployment has the name asked (`DeploymentNotFound` under /openai/deployments), or it does not "
+        "serve this kind of request (chat on an embeddings model, or the reverse)",
         422: "A parameter this deployment cannot honour (`parameter_not_supported`, with `detail[].loc`)",
         429: "Too many requests queued; see Retry-After",
         500: "The engine failed while generating a non-streamed answer (`engine_error`)",
@@ -184,18 +190,40 @@ def build() -> dict[str, Any]:
         paths[f"{prefix}/images/embeddings"] = _embeddings(
             "Azure AI Model Inference: image embeddings (data: URLs only)", AzureImageEmbeddingsRequest, True, "azure"
         )
-    paths["/v1/embeddings"] = _embeddings("OpenAI: embeddings", OpenAIEmbeddingsRequest, False, "openai")
     paths["/v1/models"] = _get("OpenAI: the deployments served", out.ModelList, "openai")
-    paths["/v1/chat/completions"] = _generation(
-        "OpenAI: chat completions", OpenAIChatRequest, out.ChatCompletion, out.ChatCompletionChunk, False, "openai"
+    paths["/openai/v1/models"] = paths["/v1/models"]
+    for prefix in OPENAI_PREFIXES:
+        paths[f"{prefix}/chat/completions"] = _generation(
+            "OpenAI: chat completions", OpenAIChatRequest, out.ChatCompletion, out.ChatCompletionChunk, False, "openai"
+        )
+        paths[f"{prefix}/completions"] = _generation(
+            "OpenAI: text completions", OpenAICompletionRequest, out.TextCompletion, out.TextCompletion, False, "openai"
+        )
+        paths[f"{prefix}/embeddings"] = _embeddings("OpenAI: embeddings", OpenAIEmbeddingsRequest, False, "openai")
+    paths[f"{AZURE_OPENAI_PREFIX}/info"] = _get(
+        "Azure OpenAI: the model behind the deployment", out.ModelInfo, "azure-openai", parameters=[_API_VERSION]
     )
-    paths["/v1/completions"] = _generation(
-        "OpenAI: text completions", OpenAICompletionRequest, out.TextCompletion, out.TextCompletion, False, "openai"
+    paths[f"{AZURE_OPENAI_PREFIX}/chat/completions"] = _generation(
+        "Azure OpenAI: chat completions (the OpenAI body)",
+        OpenAIChatRequest,
+        out.ChatCompletion,
+        out.ChatCompletionChunk,
+        True,
+        "azure-openai",
     )
-    for suffix in ("/chat/completions", "/completions", "/embeddings"):
-        paths[f"{DEPLOYMENT_PREFIX}/v1{suffix}"] = paths[f"/v1{suffix}"]
+    paths[f"{AZURE_OPENAI_PREFIX}/completions"] = _generation(
+        "Azure OpenAI: text completions (the OpenAI body)",
+        OpenAICompletionRequest,
+        out.TextCompletion,
+        out.TextCompletion,
+        True,
+        "azure-openai",
+    )
+    paths[f"{AZURE_OPENAI_PREFIX}/embeddings"] = _embeddings(
+        "Azure OpenAI: embeddings (the OpenAI body)", OpenAIEmbeddingsRequest, True, "azure-openai"
+    )
     for path, item in paths.items():
-        if path.startswith(DEPLOYMENT_PREFIX):
+        if path.startswith((DEPLOYMENT_PREFIX, AZURE_OPENAI_PREFIX)):
             paths[path] = {
                 method: {**op, "parameters": [_DEPLOYMENT, *op.get("parameters", [])]} for method, op in item.items()
             }

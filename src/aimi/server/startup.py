@@ -56,7 +56,7 @@ def build_deployment(spec: DeploymentSpec, classifiers: Classifiers) -> Deployme
     if spec.safety is not None:
         safety = ContentFilter(spec.safety, classifiers.get(spec.safety.classifier, spec.safety.classifier_options))
     profile = spec.profile
-    if not engine.capabilities.chat and profile.model_type == "chat-completion":
+    if not engine.capabilities.chat and profile.model_type == "chat-completions":
         # A model given by path: what it is follows from the engine that serves it.
         if engine.capabilities.image_embeddings:
             profile = replace(profile, model_type="image_embeddings")

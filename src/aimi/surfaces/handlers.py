@@ -1,4 +1,4 @@
-"""Route handlers shared by both surfaces: read the wire body, run the pipeline, encode.
+"""Route handlers shared by every surface: read the wire body, run the pipeline, encode.
 
 A :class:`Surface` says which wire schemas apply and which extra-parameters policy is the default;
 everything between reading and encoding is the pipeline's (:mod:`aimi.pipeline`).
@@ -15,10 +15,11 @@ from starlette.responses import Response
 from aimi import pipeline
 from aimi.auth.keys import principal_of
 from aimi.pipeline import embeddings
-from aimi.pipeline.context import RequestContext, context_of
+from aimi.pipeline.context import AZURE_OPENAI as AZURE_OPENAI_NAME
+from aimi.pipeline.context import Kind, RequestContext, context_of
 from aimi.pipeline.extra_parameters import Policy, policy_from_header
 from aimi.pipeline.generation import collect
-from aimi.pipeline.steps import may_call, until_disconnect
+from aimi.pipeline.steps import may_call, route_to, until_disconnect
 from aimi.pipeline.validation import parse, parse_json_object
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
@@ -46,6 +47,20 @@ AZURE = Surface("azure", AzureChatRequest, AzureCompletionRequest, AzureEmbeddin
 OPENAI = Surface(
     "openai", OpenAIChatRequest, OpenAICompletionRequest, OpenAIEmbeddingsRequest, Policy.PASS_THROUGH, azure=False
 )
+# Azure OpenAI's data plane speaks OpenAI's wire (the openai SDK's AzureOpenAI sends it), with the
+# deployment in the path.
+AZURE_OPENAI = Surface(
+    AZURE_OPENAI_NAME,
+    OpenAIChatRequest,
+    OpenAICompletionRequest,
+    OpenAIEmbeddingsRequest,
+    Policy.PASS_THROUGH,
+    azure=False,
+)
+# A deployment named like a route word, as litellm's azure_ai provider calls it: given
+# api_base .../deployments/chat it merges the repeated "chat" of /chat/completions and posts the
+# chat body to .../deployments/chat/completions, the text-completions route.
+MERGED_CHAT_NAME = "chat"
 
 
 async def _read(request: Request, surface: Surface, schema: type[BaseModel]) -> RequestContext:
@@ -84,7 +99,23 @@ async def chat_completions(request: Request, surface: Surface) -> Response:
     return await _generated(context, encoder)
 
 
+async def _is_merged_chat(request: Request) -> bool:
+    """A chat body (``messages``, no ``prompt``) posted to /deployments/chat/completions: litellm's
+    merged path for chat on the deployment named ``chat`` (see :data:`MERGED_CHAT_NAME`). Nothing
+    else is read this way: a text completion on that deployment still has its ``prompt``."""
+    if request.path_params.get("deployment") != MERGED_CHAT_NAME:
+        return False
+    body = parse_json_object(await request.body())
+    return "messages" in body and "prompt" not in body
+
+
 async def completions(request: Request, surface: Surface) -> Response:
+    # The path's suffix can mislead the metering middleware here too: /deployments/chat/completions
+    # ends like a chat route. The body decides.
+    merged = await _is_merged_chat(request)
+    context_of(request.scope).kind = Kind.CHAT if merged else Kind.COMPLETIONS
+    if merged:
+        return await chat_completions(request, surface)
     context = await pipeline.run(await _read(request, surface, surface.completion_model))
     encoder = Encoder("text", _model_name(context, surface), surface.azure, _include_usage(context.body))
     return await _generated(context, encoder)
@@ -106,12 +137,14 @@ async def image_embeddings(request: Request) -> Response:
     return await _embedded(context, AZURE)
 
 
-async def info(request: Request) -> Response:
-    """Azure ``GET /info``: the model behind the endpoint."""
+async def info(request: Request, surface: Surface) -> Response:
+    """Azure ``GET /info``: the model behind the endpoint (or the path's deployment)."""
     runtime = runtime_of(request.app)
-    routed = runtime.deployments.route(
+    routed = route_to(
+        runtime.deployments,
         request.headers.get("azureml-model-deployment") or request.query_params.get("model"),
         request.path_params.get("deployment"),
+        surface.name,
     )
     deployment = may_call(principal_of(request.scope), routed).deployment
     return JSONResponse(

@@ -12,7 +12,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aimi.auth.keys import principal_of
-from aimi.pipeline.context import Kind, RequestContext
+from aimi.pipeline.context import AZURE_OPENAI, Kind, RequestContext
 from aimi.pipeline.settle import settle
 from aimi.runtime import runtime_of
 
@@ -24,11 +24,18 @@ ROUTES = (
 )
 
 
-_OPENAI = re.compile(r"^/(deployments/[^/]+/)?v1/")
+_OPENAI = re.compile(r"^/(deployments/[^/]+/|openai/)?v1/")
 
 
 def kind_of(path: str) -> Kind | None:
     return next((kind for suffix, kind in ROUTES if path.endswith(suffix)), None)
+
+
+def surface_of(path: str) -> str:
+    """The surface a path belongs to, as usage records and traces name it."""
+    if path.startswith("/openai/deployments/"):
+        return AZURE_OPENAI
+    return "openai" if _OPENAI.match(path) else "azure"
 
 
 class ContextMiddleware:
@@ -44,7 +51,7 @@ class ContextMiddleware:
         context = RequestContext(
             runtime_of(scope["app"]),
             kind,
-            "openai" if _OPENAI.match(scope["path"]) else "azure",
+            surface_of(scope["path"]),
             id=state["request_id"],
             principal=principal_of(scope),
             receive=receive,
