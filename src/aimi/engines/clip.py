@@ -189,7 +189,7 @@ class ClipEngine:
         model: Any = CLIPModel.from_pretrained(path, local_files_only=True, dtype=dtype)
         model.eval()
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        image_processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)  # type: ignore[no-untyped-call]
+        image_processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)  # type: ignore[no-untyped-call, unused-ignore]  # typed from transformers 5.25
         text_config = model.config.text_config
         vision_config = model.config.vision_config
         patches_per_side = int(vision_config.image_size) // int(vision_config.patch_size)
