@@ -433,7 +433,9 @@ async def _timed(url: str, count: int) -> list[tuple[float, httpx.Response]]:
 @pytest.mark.parametrize(("on_error", "status"), [("closed", 503), ("local", 200)])
 def test_a_redis_that_never_answers_costs_each_request_at_most_the_timeout(on_error: str, status: int) -> None:
     with black_hole() as url:
-        settings = redis_settings(url, on_error, quota_timeout=QUOTA_TIMEOUT)
+        # A silent Redis accepts connections and never answers their handshake either: with the
+        # connect timeout as short as the answer timeout, no wait may pass it.
+        settings = redis_settings(url, on_error, quota_timeout=QUOTA_TIMEOUT, quota_connect_timeout=QUOTA_TIMEOUT)
         with in_process(settings) as server:
             # At once: each waits for the silent Redis, none longer than the timeout.
             timed = asyncio.run(_timed(server.url, 20))
