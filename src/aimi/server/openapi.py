@@ -66,6 +66,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "Invalid request: malformed JSON, a field that breaks its rule, unknown keys under "
         "`extra-parameters: error`, a prompt longer than the context",
         401: "Missing or invalid key",
+        403: "The key lacks the route's scope, or may not use this deployment",
+        408: "The request body stopped arriving for AIMI_BODY_TIMEOUT seconds (`request_timeout`)",
         413: "Body larger than the configured limit",
         415: "A body declared as anything but JSON (`unsupported_media_type`)",
         404: "No deployment has the name asked (`DeploymentNotFound` under /openai/deployments), or it does not "
@@ -74,6 +76,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         429: "Too many requests queued; see Retry-After",
         500: "The engine failed while generating a non-streamed answer (`engine_error`)",
         503: "Model loading or engine down; see Retry-After",
+        504: "The generation did not start, or did not end, within AIMI_REQUEST_TIMEOUT (`timeout`)",
     }
     return {
         str(s): {"description": reasons[s], "content": {"application/json": {"schema": _ref(out.ErrorBody)}}}
@@ -118,9 +121,26 @@ def _generation(
 ) -> dict[str, Any]:
     ok = {
         "description": "The answer; with `stream: true`, server-sent events of chunks ending in `data: [DONE]`",
-        "content": {"application/json": {"schema": _ref(answer)}, "text/event-stream": {"schema": _ref(chunk)}},
+        "content": {"application/json": {"schema": _ref(answer)}, "text/event-stream": _event_stream(chunk)},
     }
-    return _post(summary, request, ok, (400, 401, 404, 413, 415, 422, 429, 500, 503), azure, tag)
+    return _post(summary, request, ok, (400, 401, 403, 404, 408, 413, 415, 422, 429, 500, 503, 504), azure, tag)
+
+
+def _event_stream(chunk: type[BaseModel]) -> dict[str, Any]:
+    # OpenAPI 3.1 has no schema for a stream of events: the body is text, and what each event
+    # carries is named by contentMediaType/contentSchema (JSON Schema 2020-12) and an
+    # x-sse-data extension that code generators can read.
+    return {
+        "schema": {
+            "type": "string",
+            "description": f"Server-sent events: `data: <{chunk.__name__} JSON>\\n\\n` per chunk, then "
+            "`data: [DONE]\\n\\n`. A failure after the 200 ends the stream with one "
+            "`data: <ErrorBody JSON>\\n\\n` frame and no `[DONE]`.",
+            "contentMediaType": "text/event-stream",
+            "contentSchema": _ref(chunk),
+            "x-sse-data": _ref(chunk),
+        }
+    }
 
 
 def _embeddings(summary: str, request: type[BaseModel], azure: bool, tag: str) -> dict[str, Any]:
@@ -128,7 +148,7 @@ def _embeddings(summary: str, request: type[BaseModel], azure: bool, tag: str) -
         "description": "One embedding per input, in the requested encoding_format",
         "content": {"application/json": {"schema": _ref(out.EmbeddingsResult)}},
     }
-    return _post(summary, request, ok, (400, 401, 404, 413, 415, 422, 429, 503), azure, tag)
+    return _post(summary, request, ok, (400, 401, 403, 404, 408, 413, 415, 422, 429, 503), azure, tag)
 
 
 def _get(
@@ -137,13 +157,14 @@ def _get(
     tag: str,
     public: bool = False,
     parameters: list[dict[str, Any]] | None = None,
+    statuses: tuple[int, ...] = (401,),
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "tags": [tag],
         "responses": {
             "200": {"description": "OK", "content": {"application/json": {"schema": _ref(answer)}}},
-            **({} if public else _errors(401)),
+            **({} if public else _errors(*statuses)),
         },
     }
     if parameters:
@@ -167,7 +188,11 @@ def build() -> dict[str, Any]:
     }
     for prefix in (*AZURE_PREFIXES, DEPLOYMENT_PREFIX):
         paths[f"{prefix}/info"] = _get(
-            "Azure AI Model Inference: the model behind the endpoint", out.ModelInfo, "azure", parameters=[_API_VERSION]
+            "Azure AI Model Inference: the model behind the endpoint",
+            out.ModelInfo,
+            "azure",
+            parameters=[_API_VERSION],
+            statuses=(401, 403, 404) if prefix == DEPLOYMENT_PREFIX else (401,),
         )
         paths[f"{prefix}/chat/completions"] = _generation(
             "Azure AI Model Inference: chat completions",
@@ -236,7 +261,8 @@ def build() -> dict[str, Any]:
                 "200": {
                     "description": "Prometheus text format",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
+                },
+                **_errors(401, 403),
             },
         }
     }
@@ -257,7 +283,8 @@ def build() -> dict[str, Any]:
                         "application/json": {"schema": {"type": "object"}},
                         "text/csv": {"schema": {"type": "string"}},
                     },
-                }
+                },
+                **_errors(400, 401, 403, 503),
             },
         }
     }
