@@ -138,3 +138,30 @@ def test_what_is_not_http_gets_a_400_in_the_surface_shape(server: InProcessServe
     assert b"content-type: application/json" in status.lower()
     error = json.loads(body)["error"]
     assert error["code"] == "invalid_request" and error["message"].startswith("the request is not valid HTTP: ")
+
+
+def test_a_head_over_the_size_limit_gets_a_400_in_the_surface_shape(server: InProcessServer) -> None:
+    from aimi.server.protocol import MAX_HEAD_BYTES
+
+    with _connect(server) as sock:
+        sock.sendall(b"POST /chat/completions HTTP/1.1\r\nHost: aimi\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1))
+        sock.settimeout(10)
+        answer = _read_all(sock)
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body)["error"]["message"] == f"the request head is over {MAX_HEAD_BYTES} bytes"
+
+
+def test_past_the_connection_cap_the_503_has_the_surface_shape(server: InProcessServer) -> None:
+    idle = [_connect(server) for _ in range(6)]
+    try:
+        with _connect(server) as sock:
+            sock.sendall(_head() + CHAT)
+            sock.settimeout(10)
+            answer = _read_all(sock)
+    finally:
+        for sock in idle:
+            sock.close()
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in status.lower()
+    assert json.loads(body)["error"]["message"] == "the server is at its connection limit; retry shortly"

@@ -37,7 +37,7 @@ from aimi.engines.api import (
     Usage,
 )
 from aimi.engines.fake import FakeEngine
-from aimi.engines.upstream import UpstreamEngine, _events, _Progress, _sse_data
+from aimi.engines.upstream import UpstreamEngine, _events, _Progress, _sse_data, _whole_events
 from tests.conftest import KEY, LiveServer, aimi_process, free_port, in_process
 
 UPKEY = "upkey"
@@ -195,6 +195,18 @@ async def test_text_completion_from_a_prompt(chat_upstream: LiveServer) -> None:
         events = await _collect(engine, GenerationRequest("raw", max_tokens=None, prompt="a b c"))
         assert _text(events) == TEXT
         assert events[-2:] == [Finish("stop"), Usage(3, 4)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("chat", [True, False])
+async def test_a_whole_answer_is_read_whole_and_matches_the_streamed_one(chat_upstream: LiveServer, chat: bool) -> None:
+    async with _engine(chat_upstream) as engine:
+        request = _chat(3) if chat else GenerationRequest("raw", max_tokens=3, prompt="a b c")
+        streamed = await _collect(engine, request)
+        request.stream = False
+        whole = await _collect(engine, request)
+    assert whole == [TextDelta(_text(streamed)), Finish("length"), streamed[-1]]
+    assert len(streamed) > len(whole) and _text(streamed) == "one two three "
 
 
 @pytest.mark.anyio
@@ -572,9 +584,41 @@ async def test_server_sent_events_are_read_whatever_the_line_ends() -> None:
         b'retry: 10\rdata: {"c":\rdata: 3}\r\r'
         b"data: [DONE]"
     )
-    response = httpx.Response(200, content=raw)
-    got = [data async for data in _sse_data(response.aiter_lines())]
-    assert got == ['{"a": 1}', '{"b": 2}', '{"c":\n3}', "[DONE]"]
+
+    async def pieces(size: int) -> AsyncIterator[bytes]:
+        for start in range(0, len(raw), size):
+            yield raw[start : start + size]
+
+    for size in (1, 2, 7, len(raw)):  # an event and a line end may be cut anywhere
+        got = [data async for data in _sse_data(pieces(size))]
+        assert got == ['{"a": 1}', '{"b": 2}', '{"c":\n3}', "[DONE]"], size
+
+
+def test_a_whole_answer_becomes_the_events_of_its_choices() -> None:
+    calls = [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}},
+        {"id": "c2", "type": "function", "function": {"name": "g", "arguments": "{}"}},
+    ]
+    body = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "tool_calls": calls},
+                "finish_reason": "tool_calls",
+            },
+            {"index": 1, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"},
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 9},
+    }
+    progress = _Progress()
+    assert _whole_events(body, True, None, progress) == [
+        ToolCallDelta(0, 0, "c1", "f", '{"x": 1}'),
+        ToolCallDelta(0, 1, "c2", "g", "{}"),
+        Finish("tool_calls", 0),
+        TextDelta("hi", 1),
+        Finish("stop", 1),
+    ]
+    assert progress.usage == Usage(5, 9)
 
 
 def test_chunks_become_events() -> None:

@@ -86,9 +86,11 @@ class GenerationRequest:
     response_format: OutputFormat | None = None
     stop_token_ids: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    stream: bool = True
     """``logprobs``: None for none, else how many alternatives to report per token (0-20).
     ``response_format``: what to constrain decoding to, already checked against what grammars can
-    express. ``stop_token_ids``: stop after any of these tokens."""
+    express. ``stop_token_ids``: stop after any of these tokens. ``stream``: whether the client reads
+    the answer as it comes; an engine may produce it whole, in fewer events, when false."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 """A deployment served by another server: anything speaking the OpenAI API (vLLM, SGLang, TGI,
-llama-server, Ollama, another aimi), reached over HTTP through one pooled ``httpx`` client.
+llama-server, Ollama, another aimi), reached over HTTP through one pooled ``aiohttp`` session.
 
 Options (``EngineConfig.options``); an unknown option is a ``ValueError``, so a typo cannot pass
 silently:
@@ -26,8 +26,10 @@ deployment reports itself unhealthy instead of failing every request. After that
 READY whatever the upstream does: a restart or a network hiccup fails the requests it touches
 (:class:`RequestFailed`), not the engine.
 
-Generation is always streamed from the upstream (``stream_options.include_usage``), so closing the
-iterator, or aborting the request, closes the upstream connection and the upstream stops too.
+A client that streams is streamed to from the upstream (``stream_options.include_usage``); a
+client that asked for the whole answer gets it from the upstream whole, in one read, which costs
+the upstream and aimi less. Either way, closing the iterator, or aborting the request, closes the
+upstream connection and the upstream stops too.
 Errors map as follows:
 
 * HTTP 400, 413, 422 and other 4xx blamed on the request: ``RequestFailed(client_error=True)``,
@@ -58,13 +60,15 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+import orjson
 from pydantic import Field, field_validator, model_validator
 
 from aimi.engines.api import (
@@ -95,6 +99,8 @@ _EXTRAS: dict[str, type | tuple[type, ...]] = {
     "repetition_penalty": (int, float),
     "ignore_eos": bool,
 }
+_JSON = {"Content-Type": "application/json"}
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 # llama-server knows repetition_penalty as repeat_penalty: both names are sent.
 _DIALECT = Dialect(extra_names={"repetition_penalty": ("repetition_penalty", "repeat_penalty")})
 # Upstream statuses that are not the client's fault: the deployment's key, its model name or a
@@ -102,6 +108,7 @@ _DIALECT = Dialect(extra_names={"repetition_penalty": ("repetition_penalty", "re
 _NOT_CLIENT_ERRORS = frozenset({401, 403, 404, 407, 408, 429})
 _MAX_MESSAGE = 500
 _MAX_ERROR_BODY = 64 * 1024
+_MAX_ANSWER = 64 * 1024 * 1024
 _START_PROBE_TIMEOUT = 10.0
 _START_RETRY_DELAY = 0.5
 # uvicorn (vLLM, SGLang, aimi) and cpp-httplib (llama-server) drop idle connections after 5 s:
@@ -224,7 +231,7 @@ def _error_parts(body: Any) -> tuple[dict[str, Any], str]:
 class _Progress:
     """One streamed request, as the engine tracks it."""
 
-    response: httpx.Response | None = None
+    response: aiohttp.ClientResponse | None = None
     aborted: bool = False
     done: bool = False
     finished: set[int] = field(default_factory=set)
@@ -260,7 +267,7 @@ class UpstreamEngine:
             self.capabilities = EngineCapabilities(
                 chat=False, completions=False, embeddings=True, token_inputs=chosen["token_inputs"]
             )
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._state = EngineState.LOADING
         self._active: dict[str, _Progress] = {}
         self._requests = 0
@@ -271,20 +278,21 @@ class UpstreamEngine:
 
     async def start(self) -> ModelFacts:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        self._client = httpx.AsyncClient(
+        self._client = aiohttp.ClientSession(
             headers=headers,
-            timeout=httpx.Timeout(self._read_timeout, connect=self._connect_timeout, pool=None),
-            limits=httpx.Limits(
-                max_connections=self._max_connections,
-                max_keepalive_connections=self._max_connections,
-                keepalive_expiry=_KEEPALIVE_EXPIRY,
+            timeout=aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=self._read_timeout),
+            connector=aiohttp.TCPConnector(
+                limit=self._max_connections, keepalive_timeout=_KEEPALIVE_EXPIRY, enable_cleanup_closed=True
             ),
+            # Upstream addresses come from the operator's file, never from the environment's proxies.
+            trust_env=False,
+            skip_auto_headers=("User-Agent",),
         )
         try:
             listed = await self._probe()
         except EngineDead:
             self._state = EngineState.DEAD
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
             raise
         self._learn(listed)
@@ -296,37 +304,35 @@ class UpstreamEngine:
         """``GET /models`` until it answers (or ``start_timeout`` passed): the models it lists."""
         assert self._client is not None
         deadline = time.monotonic() + self._start_timeout
-        timeout = httpx.Timeout(_START_PROBE_TIMEOUT, connect=self._connect_timeout)
+        timeout = aiohttp.ClientTimeout(total=_START_PROBE_TIMEOUT, connect=self._connect_timeout)
         while True:
             try:
-                response = await self._client.get(f"{self._url}/models", timeout=timeout)
-            except httpx.HTTPError as exc:
+                async with self._client.get(f"{self._url}/models", timeout=timeout, allow_redirects=False) as response:
+                    status = response.status
+                    listed = await self._listed(response) if status == 200 else []
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 problem = f"upstream {self._shown} is unreachable: {self._describe(exc)}"
             else:
-                if response.status_code in (401, 403):
+                if status in (401, 403):
                     raise EngineDead(
-                        f"upstream {self._shown} refused this deployment's credentials (HTTP {response.status_code}); "
+                        f"upstream {self._shown} refused this deployment's credentials (HTTP {status}); "
                         "check the upstream api_key"
                     )
-                if 300 <= response.status_code < 400:
-                    raise EngineDead(
-                        f"upstream {self._shown} redirects (HTTP {response.status_code}); set url to the final address"
-                    )
-                if response.status_code < 500:
+                if 300 <= status < 400:
+                    raise EngineDead(f"upstream {self._shown} redirects (HTTP {status}); set url to the final address")
+                if status < 500:
                     # A server without /models (404) still answers: it is up.
-                    return self._listed(response)
-                problem = f"upstream {self._shown} is not ready (HTTP {response.status_code})"
+                    return listed
+                problem = f"upstream {self._shown} is not ready (HTTP {status})"
             if time.monotonic() >= deadline:
                 raise EngineDead(problem)
             log.info("%s; retrying", problem)
             await asyncio.sleep(_START_RETRY_DELAY)
 
     @staticmethod
-    def _listed(response: httpx.Response) -> list[dict[str, Any]]:
-        if response.status_code != 200:
-            return []
+    async def _listed(response: aiohttp.ClientResponse) -> list[dict[str, Any]]:
         try:
-            data = response.json().get("data")
+            data = orjson.loads(await response.read()).get("data")
         except (ValueError, AttributeError):
             return []
         return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
@@ -367,7 +373,7 @@ class UpstreamEngine:
             await self._stop(progress)
         if self._client is not None:
             client, self._client = self._client, None
-            await client.aclose()
+            await client.close()
 
     @staticmethod
     async def _stop(progress: _Progress) -> None:
@@ -375,9 +381,9 @@ class UpstreamEngine:
         the upstream sees the client gone, and the iterator ends without an error."""
         progress.aborted = True
         if progress.response is not None:
-            await progress.response.aclose()
+            progress.response.close()
 
-    def _running(self) -> httpx.AsyncClient:
+    def _running(self) -> aiohttp.ClientSession:
         if self._state is not EngineState.READY or self._client is None:
             raise EngineDead(f"the upstream engine for {self._shown} is not running")
         return self._client
@@ -389,17 +395,17 @@ class UpstreamEngine:
             text = text.replace(self._api_key, "***")
         return text
 
-    def _describe(self, exc: httpx.HTTPError) -> str:
-        if isinstance(exc, httpx.ConnectTimeout):
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
             return f"connect timeout after {self._connect_timeout:g} s"
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, TimeoutError):
             return f"read timeout: nothing for {self._read_timeout:g} s"
         return self._redact(str(exc) or type(exc).__name__)
 
-    def _transport_failure(self, exc: httpx.HTTPError) -> RequestFailed:
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+    def _transport_failure(self, exc: BaseException) -> RequestFailed:
+        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
             message = f"upstream {self._shown} unreachable: {self._describe(exc)}"
-        elif isinstance(exc, httpx.TimeoutException):
+        elif isinstance(exc, TimeoutError):
             message = f"upstream {self._shown} timed out ({self._describe(exc)})"
         else:
             message = f"upstream {self._shown} failed: {self._describe(exc)}"
@@ -420,28 +426,28 @@ class UpstreamEngine:
         shown = f" (HTTP {status})" if status is not None else ""
         return RequestFailed(f"upstream {self._shown} failed{shown}: {message}")
 
-    async def _check(self, response: httpx.Response) -> None:
-        """Raise for an error answer, or for an answer that is not an event stream."""
+    async def _check(self, response: aiohttp.ClientResponse, streamed: bool) -> Any:
+        """Raise for an error answer, or for an answer of the wrong kind; a whole answer's body."""
         content_type = response.headers.get("content-type", "")
-        if 300 <= response.status_code < 400:
-            raise RequestFailed(f"upstream {self._shown} redirects (HTTP {response.status_code})")
-        if response.status_code < 400 and not content_type.startswith("application/json"):
-            return
-        raw = b""
-        async for piece in response.aiter_bytes():
-            raw += piece
-            if len(raw) > _MAX_ERROR_BODY:
-                break
-        text = raw[:_MAX_ERROR_BODY].decode("utf-8", "replace")
+        if 300 <= response.status < 400:
+            raise RequestFailed(f"upstream {self._shown} redirects (HTTP {response.status})")
+        if streamed and response.status < 400 and not content_type.startswith("application/json"):
+            return None
+        limit = _MAX_ERROR_BODY if streamed or response.status >= 400 else _MAX_ANSWER
+        raw = await _read_at_most(response, limit)
         try:
-            body: Any = json.loads(text)
+            body: Any = orjson.loads(raw)
         except ValueError:
-            body = text
-        if response.status_code >= 400:
-            raise self._failure(response.status_code, body)
-        if isinstance(body, dict) and "error" in body:
+            body = raw[:_MAX_ERROR_BODY].decode("utf-8", "replace")
+        if response.status >= 400:
+            raise self._failure(response.status, body)
+        if isinstance(body, dict) and body.get("error") is not None:
             raise self._failure(None, body)
-        raise RequestFailed(f"upstream {self._shown} answered with {content_type}, not an event stream")
+        if streamed:
+            raise RequestFailed(f"upstream {self._shown} answered with {content_type}, not an event stream")
+        if not isinstance(body, dict):
+            raise RequestFailed(f"upstream {self._shown} answered with {content_type}, not a JSON object")
+        return body
 
     # --- generation ------------------------------------------------------------------------
 
@@ -455,29 +461,37 @@ class UpstreamEngine:
         chat = request.messages is not None
         url = f"{self._url}/chat/completions" if chat else f"{self._url}/completions"
         payload = self._payload(request)
+        if not request.stream:
+            payload["stream"] = False
+            payload.pop("stream_options", None)
         progress = _Progress()
         self._requests += 1
         self._active[request.request_id] = progress
         try:
             try:
-                async with client.stream("POST", url, json=payload) as response:
+                async with await _post(client, url, payload) as response:
                     progress.response = response
-                    await self._check(response)
-                    async for data in _sse_data(response.aiter_lines()):
-                        if data.strip() == "[DONE]":
-                            progress.done = True
-                            break
-                        chunk = self._chunk(data)
-                        for event in _events(chunk, chat, request.logprobs, progress):
+                    body = await self._check(response, request.stream)
+                    if body is not None:
+                        for event in _whole_events(body, chat, request.logprobs, progress):
                             yield event
-                        if progress.aborted:
-                            return
-            except (httpx.HTTPError, httpx.StreamError) as exc:
+                        progress.done = True
+                    else:
+                        async for data in _sse_data(response.content.iter_any()):
+                            if progress.done:
+                                continue  # read to the end, so that the connection is kept
+                            if data.strip() == "[DONE]":
+                                progress.done = True
+                                continue
+                            chunk = self._chunk(data)
+                            for event in _events(chunk, chat, request.logprobs, progress):
+                                yield event
+                            if progress.aborted:
+                                return
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 # An aborted request's response was closed under it: that is its end, not a failure.
                 if progress.aborted:
                     return
-                if isinstance(exc, httpx.StreamError):
-                    raise RequestFailed(f"upstream {self._shown} failed: {self._redact(str(exc))}") from None
                 raise self._transport_failure(exc) from None
             if progress.aborted:
                 return
@@ -499,7 +513,7 @@ class UpstreamEngine:
 
     def _chunk(self, data: str) -> dict[str, Any]:
         try:
-            chunk = json.loads(data)
+            chunk = orjson.loads(data)
         except ValueError:
             raise RequestFailed(f"upstream {self._shown} sent a malformed event: {data[:100]!r}") from None
         if not isinstance(chunk, dict):
@@ -523,15 +537,17 @@ class UpstreamEngine:
         self._requests += 1
         try:
             try:
-                response = await client.post(f"{self._url}/embeddings", json=payload)
-            except httpx.HTTPError as exc:
+                async with await _post(client, f"{self._url}/embeddings", payload) as response:
+                    status = response.status
+                    raw = await _read_at_most(response, _MAX_ANSWER)
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 raise self._transport_failure(exc) from None
             try:
-                body: Any = response.json()
+                body: Any = orjson.loads(raw)
             except ValueError:
-                body = response.text[:_MAX_ERROR_BODY]
-            if response.status_code >= 400:
-                raise self._failure(response.status_code, body)
+                body = raw[:_MAX_ERROR_BODY].decode("utf-8", "replace")
+            if status >= 400:
+                raise self._failure(status, body)
             if not isinstance(body, dict) or body.get("error") is not None:
                 raise self._failure(None, body)
             return self._embeddings(body, len(inputs))
@@ -552,12 +568,53 @@ class UpstreamEngine:
         return Embeddings(vectors, int(usage.get("prompt_tokens") or 0))
 
 
-async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The ``data`` of each server-sent event. Lines come without their ends (CRLF, LF or CR);
-    comments and ``event:``/``id:``/``retry:`` fields are skipped; several ``data:`` lines make
-    one event, joined by newlines; an event cut short by the end of the stream still counts."""
+async def _post(client: aiohttp.ClientSession, url: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
+    """POST ``payload``; once more if a kept-alive connection turned out closed before any answer.
+
+    Servers may close a connection right after a streamed answer without saying so (llama-server
+    does); one taken from the pool at that moment fails before a byte of the request is read. A
+    failure after the answer began is never retried."""
+    data = orjson.dumps(payload)
+    try:
+        return await client.post(url, data=data, headers=_JSON, allow_redirects=False)
+    except aiohttp.ClientConnectorError:
+        raise  # a new connection that could not be opened: nothing was kept alive
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+        return await client.post(url, data=data, headers=_JSON, allow_redirects=False)
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes and a little more."""
+    raw = bytearray()
+    async for piece in response.content.iter_any():
+        raw += piece
+        if len(raw) > limit:
+            break
+    return bytes(raw)
+
+
+async def _lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Lines without their ends (CRLF, LF or CR), from bytes cut anywhere."""
+    rest = b""
+    async for piece in pieces:
+        rest += piece
+        # A CR at the end may be the first half of a CRLF: it waits for the next piece.
+        cut = len(rest) - 1 if rest.endswith(b"\r") else len(rest)
+        lines = _LINE_END.split(rest[:cut])
+        rest = lines.pop() + rest[cut:]
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if rest:
+        for line in _LINE_END.split(rest):
+            yield line.decode("utf-8", "replace")
+
+
+async def _sse_data(pieces: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The ``data`` of each server-sent event. Lines end in CRLF, LF or CR; comments and
+    ``event:``/``id:``/``retry:`` fields are skipped; several ``data:`` lines make one event,
+    joined by newlines; an event cut short by the end of the stream still counts."""
     buffer: list[str] = []
-    async for line in lines:
+    async for line in _lines(pieces):
         if not line:
             if buffer:
                 yield "\n".join(buffer)
@@ -570,6 +627,24 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
             buffer.append(value.removeprefix(" "))
     if buffer:
         yield "\n".join(buffer)
+
+
+def _whole_events(body: dict[str, Any], chat: bool, logprobs: int | None, progress: _Progress) -> list[Event]:
+    """The events of a whole answer: each choice's message read as one delta."""
+    choices = []
+    for choice in body.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if chat:
+            message = dict(choice.get("message") or {})
+            calls = message.get("tool_calls")
+            if isinstance(calls, list):
+                message["tool_calls"] = [
+                    {**call, "index": i} if isinstance(call, dict) else call for i, call in enumerate(calls)
+                ]
+            choice = {**choice, "delta": message}
+        choices.append(choice)
+    return _events({"choices": choices, "usage": body.get("usage")}, chat, logprobs, progress)
 
 
 def _events(chunk: dict[str, Any], chat: bool, logprobs: int | None, progress: _Progress) -> list[Event]:

@@ -337,6 +337,7 @@ def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deploy
         response_format=response_format,
         stop_token_ids=list(controls.stop_token_ids or ()),
         extra=extras,
+        stream=stream,
     )
     return Work(request, n=controls.n, best_of=controls.best_of, tools=tools, stream=stream)
 
@@ -390,5 +391,6 @@ def completion_request(body: AzureCompletionRequest, policy: Policy, deployment:
         logit_bias=controls.token_bias(),
         stop_token_ids=list(controls.stop_token_ids or ()),
         extra=extras,
+        stream=stream,
     )
     return Work(request, n=controls.n, best_of=controls.best_of, stream=stream)

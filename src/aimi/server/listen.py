@@ -13,8 +13,9 @@ from aimi.settings import Settings
 
 
 def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
-    """uvicorn's config for ``app``: request heads within ``header_timeout``, at most
-    ``max_connections`` at once, idle kept-alive connections closed after 5 s."""
+    """uvicorn's config for ``app``: uvloop's event loop and llhttp's parser (uvicorn's standard
+    extras), request heads within ``header_timeout``, at most ``max_connections`` at once, idle
+    kept-alive connections closed after 5 s."""
     values: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -24,6 +25,7 @@ def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvic
         "timeout_keep_alive": 5,
         "limit_concurrency": settings.max_connections,
         "http": protocol(settings.header_timeout),
+        "loop": "auto",
         **overrides,
     }
     return uvicorn.Config(app, **values)

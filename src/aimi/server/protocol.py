@@ -1,10 +1,15 @@
-"""uvicorn's HTTP/1.1 protocol (h11) with a deadline for every request head.
+"""uvicorn's HTTP/1.1 protocol (httptools, llhttp's parser) with the bounds a public server needs.
 
 uvicorn bounds the silence between two requests of a kept-alive connection, but not the time a
-client may take to send a request head: a connection that opens and sends nothing, or a header a
-byte a second, would stay open for ever (slowloris). Here each connection must complete each
-request head within ``header_timeout`` seconds of opening, or of the previous response; else it is
-closed. Bodies have their own deadline in :mod:`aimi.server.middleware.body_limit`.
+client may take to send a request head, nor the head's size: a connection that opens and sends
+nothing, or a header a byte a second, would stay open for ever (slowloris), and llhttp keeps
+reading a header of any length. Here each connection must complete each request head within
+``header_timeout`` seconds of opening, or of the previous response, and in at most
+``MAX_HEAD_BYTES``; else it is closed (a head too large gets a 400 first). Bodies have their own
+deadline in :mod:`aimi.server.middleware.body_limit`.
+
+What is not HTTP, and the 503 past ``limit_concurrency``, are answered in the surfaces' error
+shape rather than uvicorn's plain text.
 """
 
 from __future__ import annotations
@@ -13,23 +18,64 @@ import asyncio
 import json
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+import httptools
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from aimi.protocol.errors import ApiError
+from aimi.protocol.errors import ApiError, service_unavailable
+
+MAX_HEAD_BYTES = 64 * 1024
+_BOTH_FRAMINGS = "a request may give Content-Length or Transfer-Encoding, not both"
 
 
-class DeadlineH11Protocol(H11Protocol):
-    """H11Protocol whose connections must send each request head within ``header_timeout`` s."""
+def _error_bytes(status: int, reason: bytes, error: ApiError) -> bytes:
+    body = json.dumps(error.body()).encode()
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, reason),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"x-ms-error-code: " + error.code.encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer past the connection cap: a 503 the clients retry."""
+    error = service_unavailable("the server is at its connection limit; retry shortly", retry_after=1)
+    body = json.dumps(error.body()).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-ms-error-code", error.code.encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol whose connections must send each request head within ``header_timeout``
+    seconds and ``MAX_HEAD_BYTES`` bytes."""
 
     header_timeout: float = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The connection cap is checked here, so that its 503 has the surfaces' shape.
+        self._cap = self.limit_concurrency
+        self.limit_concurrency = None
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._in_head = True
 
     def _arm(self) -> None:
         self._disarm()
+        self._in_head = True
+        self._head_bytes = 0
         self._head_deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
 
     def _disarm(self) -> None:
@@ -39,7 +85,7 @@ class DeadlineH11Protocol(H11Protocol):
 
     def _head_too_slow(self) -> None:
         self._head_deadline = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if self._in_head and not self.transport.is_closing():
             self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -47,28 +93,53 @@ class DeadlineH11Protocol(H11Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # the head is complete: the app has the request
-            self._disarm()
+        if self._in_head:
+            self._head_bytes += len(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+        except httptools.HttpParserError as exc:
+            self.send_400_response(str(exc) or "unparseable request")
+            return
+        if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+            self._reply_and_close(
+                400, b"Bad Request", ApiError("invalid_request", f"the request head is over {MAX_HEAD_BYTES} bytes")
+            )
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm()
+        cap = self._cap
+        if cap is not None and (len(self.connections) >= cap or len(self.tasks) >= cap):
+            app, self.app = self.app, _busy
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            return
+        super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if not self.transport.is_closing() and not self.pipeline:
             self._arm()  # the next request's head, on a kept-alive connection
 
     def send_400_response(self, msg: str) -> None:
-        """What is not HTTP at all (a NUL in a header, a negative length, a head too large) gets
-        the surfaces' error body, not uvicorn's plain text."""
-        body = json.dumps(ApiError("invalid_request", f"the request is not valid HTTP: {msg}").body()).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-ms-error-code", b"invalid_request"),
-            (b"connection", b"close"),
-        ]
-        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body)):
-            self.transport.write(self.conn.send(event) or b"")
-        self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
+        """What is not HTTP at all (a NUL in a header, a negative length, a body framed two ways)
+        gets the surfaces' error body, not uvicorn's plain text."""
+        if "Transfer-Encoding" in msg and "Content-Length" in msg:
+            error = ApiError("invalid_request", _BOTH_FRAMINGS)
+        else:
+            error = ApiError("invalid_request", f"the request is not valid HTTP: {msg}")
+        self._reply_and_close(400, b"Bad Request", error)
+
+    def _reply_and_close(self, status: int, reason: bytes, error: ApiError) -> None:
+        self.transport.write(_error_bytes(status, reason, error))
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -76,6 +147,6 @@ class DeadlineH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
 
-def protocol(header_timeout: float) -> type[DeadlineH11Protocol]:
+def protocol(header_timeout: float) -> type[BoundedHttpToolsProtocol]:
     """The protocol class for a server whose request heads must arrive within ``header_timeout`` s."""
-    return type("HeadDeadlineProtocol", (DeadlineH11Protocol,), {"header_timeout": header_timeout})
+    return type("BoundedProtocol", (BoundedHttpToolsProtocol,), {"header_timeout": header_timeout})
