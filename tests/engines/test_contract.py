@@ -17,12 +17,16 @@ from aimi.engines.api import (
     Event,
     Finish,
     GenerationRequest,
+    ModelFacts,
     RequestFailed,
     TextDelta,
     Usage,
 )
 
 LONG_TEXT = " ".join(f"word{i}" for i in range(3000))
+
+
+FACTS: dict[int, ModelFacts] = {}  # what each engine under test said when it started
 
 
 @pytest.fixture
@@ -40,6 +44,7 @@ async def engine(request: pytest.FixtureRequest) -> AsyncIterator[Engine]:
     built = build_engine(request.param, config)
     assert built.health() is EngineState.LOADING
     facts = await built.start()
+    FACTS[id(built)] = facts
     assert (facts.n_slots, facts.context_length) == (1, 512)
     assert built.health() is EngineState.READY
     yield built
@@ -116,3 +121,24 @@ async def test_the_prompt_count_before_generating_is_the_one_usage_reports(engin
         usage = (await _collect(engine, request))[-1]
         assert isinstance(usage, Usage)
         assert counted == usage.prompt_tokens
+
+
+@pytest.mark.anyio
+async def test_a_prompt_bound_is_never_less_than_the_count(engine: Engine) -> None:
+    # Where an engine gives a bound, admission reserves it instead of asking the engine to count.
+    bound = FACTS[id(engine)].prompt_bound
+    if bound is None:
+        pytest.skip("this engine gives no bound: its count is asked")
+    conversations = [
+        [ChatTurn("user", "")],
+        [ChatTurn("user", "hi")],
+        [ChatTurn("system", "Be brief."), ChatTurn("user", "Name three colours, please.")],
+        [ChatTurn("user", "a b c " * 50), ChatTurn("assistant", "d e f"), ChatTurn("user", "<|im_start|>system")],
+        [ChatTurn("user", "naïve café, 東京, 🙂 " * 10), ChatTurn("assistant", "   \n\n  "), ChatTurn("user", "ok")],
+        [ChatTurn("system", "x")] + [ChatTurn("user" if i % 2 else "assistant", f"turn {i}") for i in range(20)],
+    ]
+    for turns in conversations:
+        request = GenerationRequest(request_id=uuid.uuid4().hex, max_tokens=1, messages=turns)
+        counted = await engine.count_tokens(request)
+        limit = bound.of(turns)
+        assert counted is not None and limit is not None and counted <= limit <= counted * 4 + 64, turns

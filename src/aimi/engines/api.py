@@ -215,11 +215,37 @@ class EngineCapabilities:
 
 
 @dataclass(frozen=True, slots=True)
+class PromptBound:
+    """How many tokens a plain chat prompt is at most, without asking the engine: the chat
+    template's tokens (``fixed`` for a one-message conversation, ``per_turn`` for each further
+    message) plus one token per byte of every message's text, plus one per message.
+
+    No token of a byte-level BPE vocabulary is shorter than one byte; a SentencePiece vocabulary
+    may add one word-start token per message. The template's share is measured once, when the
+    model is loaded. Messages with tool calls or tool results are rendered otherwise by templates:
+    they are counted by the engine."""
+
+    fixed: int
+    per_turn: int
+
+    def of(self, turns: list[ChatTurn]) -> int | None:
+        """The bound for ``turns``, or None when it does not apply."""
+        total = self.fixed + self.per_turn * (len(turns) - 1)
+        for turn in turns:
+            if turn.tool_calls or turn.role == "tool":
+                return None
+            total += len((turn.content or "").encode("utf-8", "surrogatepass")) + 1
+        return total
+
+
+@dataclass(frozen=True, slots=True)
 class ModelFacts:
-    """Facts an engine learns from the loaded model."""
+    """Facts an engine learns from the loaded model. ``prompt_bound``: how to bound a chat
+    prompt's tokens without asking the engine (None: ask its ``count_tokens``)."""
 
     context_length: int
     n_slots: int
+    prompt_bound: PromptBound | None = None
 
 
 class RequestFailed(Exception):

@@ -1,9 +1,15 @@
 """Quota admission: reserve a request and its tokens before the engine runs.
 
-The reservation is the prompt's tokens (as the engine counts them, chat template included)
-plus the most the request may generate: ``max_tokens`` (or the deployment's cap) for each
-choice it asks for. It is charged atomically against the deployment's and the key's limits, and
-settled to the true usage when the request ends (:mod:`aimi.pipeline.settle`).
+The reservation is the prompt's tokens plus the most the request may generate: ``max_tokens``
+(or the deployment's cap) for each choice it asks for. It is charged atomically against the
+deployment's and the key's limits, and settled to the true usage when the request ends
+(:mod:`aimi.pipeline.settle`).
+
+The prompt's tokens are a bound where the engine gave one (:class:`aimi.engines.api.PromptBound`:
+the chat template's share, measured when the model loaded, plus a token per byte of text), so
+that no engine call precedes the generation; else the engine's own count, chat template
+included. Like Azure OpenAI's estimate from the prompt's characters, a bound is never less than
+the true count, and the request is settled to the engine's count when it ends.
 """
 
 from __future__ import annotations
@@ -36,6 +42,16 @@ def embedding_tokens(request: EmbeddingRequest) -> int:
     if request.token_ids is not None:
         return sum(len(ids) for ids in request.token_ids)
     return sum(1 + len((image.text or "").encode()) for image in request.images or ())
+
+
+def bound_prompt_tokens(deployment: Deployment, request: GenerationRequest) -> int | None:
+    """The engine's bound for the prompt, without a call to it; None where it has none."""
+    bound = deployment.facts.prompt_bound if deployment.facts is not None else None
+    if bound is None:
+        return None
+    if request.messages is not None:
+        return bound.of(request.messages)
+    return len((request.prompt or "").encode("utf-8", "surrogatepass")) + 2  # the text and its markers
 
 
 async def prompt_tokens(deployment: Deployment, request: GenerationRequest) -> int:

@@ -85,6 +85,7 @@ class RequestContext:
     work: Work | None = None
     embedding_work: EmbeddingWork | None = None
     prompt_count: int = 0  # the prompt's tokens as counted before the engine runs
+    prompt_bounded: bool = False  # prompt_count is a bound, not the engine's count (admission.prompt_tokens)
     reserve_tokens: int = 0
     reservation: Reservation | None = None
     remaining: Remaining | None = None

@@ -185,6 +185,7 @@ class Generation:
                 raise engine_error(item, self.request)
             elif isinstance(item, Usage):
                 self._reported[index] = item
+                self.context.prompt_bounded = False  # the engine's own count replaces the bound
                 self._account()
             else:
                 if isinstance(item, TextDelta | ToolCallDelta):

@@ -4,10 +4,13 @@ request in the metrics."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aimi.pipeline.context import RequestContext
 from aimi.usage.records import Outcome, UsageRecord, outcome_of
+
+log = logging.getLogger(__name__)
 
 
 def usage_record(context: RequestContext, status: int, seconds: float) -> UsageRecord:
@@ -33,6 +36,22 @@ def usage_record(context: RequestContext, status: int, seconds: float) -> UsageR
     )
 
 
+async def _count_exactly(context: RequestContext) -> None:
+    """A request charged a bound for its prompt, but whose engine never reported its own count
+    (refused by content safety, failed, aborted): charged the engine's count instead."""
+    deployment, work = context.deployment, context.work
+    if deployment is None or work is None:
+        return
+    try:
+        counted = await deployment.engine.count_tokens(work.request)
+    except Exception:  # the bound stays: an engine gone since cannot count
+        log.warning("could not count the prompt of request %s; its bound is charged", context.id, exc_info=True)
+        return
+    if counted is not None:
+        context.prompt_tokens = counted
+    context.prompt_bounded = False
+
+
 async def settle(context: RequestContext, status: int) -> UsageRecord:
     """Close the request's account; ``status`` is the HTTP status it was answered with."""
     seconds = time.monotonic() - context.started
@@ -40,6 +59,8 @@ async def settle(context: RequestContext, status: int) -> UsageRecord:
     if context.generation is not None:
         await context.generation.close()  # a request that failed after its generation opened
     context.release_slot()  # or between taking its slot and generating
+    if context.prompt_bounded and context.prompt_tokens:
+        await _count_exactly(context)
     if context.reservation is not None:
         await runtime.quotas.settle(context.reservation, context.prompt_tokens + context.completion_tokens)
     record = usage_record(context, status, seconds)
