@@ -7,7 +7,6 @@ answered with one 422 listing every unsupported parameter with its ``loc`` and `
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,6 +21,7 @@ from aimi.pipeline.tools import ToolPlan
 from aimi.protocol import chat as wire
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
 from aimi.protocol.errors import invalid_request, parameter_not_supported
+from aimi.protocol.ids import new_id
 
 Problem = tuple[tuple[str | int, ...], Any, str]
 
@@ -323,7 +323,7 @@ def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deploy
     max_tokens_field, requested = _asked_max_tokens(body)
     temperature, top_p = _sampling(body.temperature, body.top_p, deployment)
     request = GenerationRequest(
-        request_id=uuid.uuid4().hex,
+        request_id=new_id(),
         max_tokens=_max_tokens(requested, max_tokens_field, deployment),
         messages=turns,
         temperature=temperature,
@@ -379,7 +379,7 @@ def completion_request(body: AzureCompletionRequest, policy: Policy, deployment:
     assert isinstance(prompt, str)  # anything else was refused above
     temperature, top_p = _sampling(body.temperature, body.top_p, deployment)
     request = GenerationRequest(
-        request_id=uuid.uuid4().hex,
+        request_id=new_id(),
         max_tokens=_max_tokens(body.max_tokens, "max_tokens", deployment),
         prompt=valid_unicode(prompt, "prompt"),
         temperature=temperature,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from aimi.engines.api import Embeddings
 from aimi.pipeline.controls import Work
 from aimi.pipeline.embeddings import EmbeddingWork
 from aimi.pipeline.extra_parameters import Policy
+from aimi.protocol.ids import new_id
 from aimi.quota.api import Remaining, Reservation
 from aimi.runtime import Runtime
 from aimi.usage.records import Outcome
@@ -67,7 +67,7 @@ class RequestContext:
     runtime: Runtime
     kind: Kind
     surface: str  # "azure", "openai" or "azure-openai": the surface whose route was called
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=new_id)
     principal: Principal | None = None
     receive: Receive = _no_client  # the client's side of the connection: its disconnect
     started: float = field(default_factory=time.monotonic)

@@ -19,7 +19,6 @@ import binascii
 import math
 import re
 import struct
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ from aimi.pipeline.canonical import valid_unicode
 from aimi.pipeline.extra_parameters import Policy
 from aimi.protocol.embeddings import AzureEmbeddingsRequest, AzureImageEmbeddingsRequest
 from aimi.protocol.errors import ApiError, invalid_request, parameter_not_supported
+from aimi.protocol.ids import new_id
 
 GATEWAY_PARAMETERS = frozenset({"truncate"})
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)
@@ -115,7 +115,7 @@ def text_request(body: AzureEmbeddingsRequest, policy: Policy, deployment: Deplo
             raise invalid_request(f"a token array holds {longest} tokens; the limit is {limits.max_embedding_chars}")
     if problems:
         raise parameter_not_supported(problems)
-    request = EmbeddingRequest(uuid.uuid4().hex, texts=texts, token_ids=tokens, truncate=truncate)
+    request = EmbeddingRequest(new_id(), texts=texts, token_ids=tokens, truncate=truncate)
     return EmbeddingWork(request, body.encoding_format or "float", body.dimensions)
 
 
@@ -157,7 +157,7 @@ def image_request(body: AzureImageEmbeddingsRequest, policy: Policy, deployment:
         )
         for i, item in enumerate(body.input)
     ]
-    request = EmbeddingRequest(uuid.uuid4().hex, images=images, truncate=truncate)
+    request = EmbeddingRequest(new_id(), images=images, truncate=truncate)
     return EmbeddingWork(request, body.encoding_format or "float", body.dimensions)
 
 

@@ -34,6 +34,13 @@ from aimi.usage.records import Outcome
 log = logging.getLogger(__name__)
 
 
+class _Expired:
+    """On the queue when the generation's deadline passed."""
+
+
+_EXPIRED = _Expired()
+
+
 def engine_error(exc: RequestFailed | EngineDead, request: GenerationRequest | None = None) -> ApiError:
     """The client-facing error for an engine failure."""
     if isinstance(exc, EngineDead):
@@ -67,7 +74,7 @@ class Generation:
         self._deadline = 0.0
         self._produced: dict[int, int] = {}
         self._reported: dict[int, Usage] = {}
-        self._queue: asyncio.Queue[tuple[int, Event | RequestFailed | EngineDead | None]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[int, Event | RequestFailed | EngineDead | _Expired | None]] = asyncio.Queue()
         self._started: list[asyncio.Event] = []
         self._early: dict[int, RequestFailed | EngineDead] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -167,32 +174,39 @@ class Generation:
         usage = self._usage()
         self.context.prompt_tokens, self.context.completion_tokens = usage.prompt_tokens, usage.completion_tokens
 
+    def _expire(self) -> None:
+        """The deadline passed: the reader of the events is told, whatever the engine does."""
+        self._queue.put_nowait((-1, _EXPIRED))
+
     async def _merged(self) -> AsyncIterator[Event]:
         remaining = len(self._tasks)
-        while remaining:
-            try:
-                async with asyncio.timeout_at(self._deadline):
-                    index, item = await self._queue.get()
-            except TimeoutError:
-                self.context.fail(Outcome.TIMEOUT)
-                log.warning("generation %s passed its %gs deadline", self.request.request_id, self.timeout)
-                raise ApiError("timeout", f"the generation ran longer than {self.timeout:g} seconds") from None
-            if item is None:
-                remaining -= 1
-            elif isinstance(item, RequestFailed | EngineDead):
-                log.warning("generation %s failed after the response started: %s", self.request.request_id, item)
-                self.context.fail(Outcome.ENGINE_ERROR)
-                raise engine_error(item, self.request)
-            elif isinstance(item, Usage):
-                self._reported[index] = item
-                self.context.prompt_bounded = False  # the engine's own count replaces the bound
-                self._account()
-            else:
-                if isinstance(item, TextDelta | ToolCallDelta):
-                    self._produced[index] = self._produced.get(index, 0) + 1
-                    self.context.token()
+        # One timer for the whole generation, not one per event.
+        expiry = asyncio.get_running_loop().call_at(self._deadline, self._expire)
+        try:
+            while remaining:
+                index, item = await self._queue.get()
+                if item is None:
+                    remaining -= 1
+                elif isinstance(item, _Expired):
+                    self.context.fail(Outcome.TIMEOUT)
+                    log.warning("generation %s passed its %gs deadline", self.request.request_id, self.timeout)
+                    raise ApiError("timeout", f"the generation ran longer than {self.timeout:g} seconds")
+                elif isinstance(item, RequestFailed | EngineDead):
+                    log.warning("generation %s failed after the response started: %s", self.request.request_id, item)
+                    self.context.fail(Outcome.ENGINE_ERROR)
+                    raise engine_error(item, self.request)
+                elif isinstance(item, Usage):
+                    self._reported[index] = item
+                    self.context.prompt_bounded = False  # the engine's own count replaces the bound
                     self._account()
-                yield replace(item, index=index)
+                else:
+                    if isinstance(item, TextDelta | ToolCallDelta):
+                        self._produced[index] = self._produced.get(index, 0) + 1
+                        self.context.token()
+                        self._account()
+                    yield item if item.index == index else replace(item, index=index)
+        finally:
+            expiry.cancel()
         usage = self._usage()
         self._account()
         yield usage

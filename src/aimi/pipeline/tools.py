@@ -18,12 +18,12 @@ parseable form. So aimi does it the same way for every model:
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from aimi.engines.api import ChatTurn, Event, Finish, TextDelta, ToolCallDelta
+from aimi.protocol.ids import new_id
 
 ARGUMENT_FRAGMENT = 24
 
@@ -117,7 +117,7 @@ class ToolPlan:
             content = answer.get("content", "")
             return [TextDelta(str(content), finish.index), Finish("stop", finish.index)]
         arguments = json.dumps(call.get("arguments", {}), ensure_ascii=False)
-        call_id = "call_" + uuid.uuid4().hex[:24]
+        call_id = "call_" + new_id()[:24]
         events: list[Event] = [ToolCallDelta(finish.index, 0, call_id, str(call["name"]), "")]
         events += [
             ToolCallDelta(finish.index, 0, None, None, arguments[i : i + ARGUMENT_FRAGMENT])

@@ -9,11 +9,11 @@ guard answers yes or no. Options: ``deployment`` (the guard's deployment name), 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aimi.engines.api import ChatTurn, Engine, GenerationRequest, TextDelta
+from aimi.protocol.ids import new_id
 from aimi.safety.api import Analysis, ClassifierError, Severity
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class GuardClassifier:
 
     async def _one(self, text: str) -> Analysis:
         request = GenerationRequest(
-            request_id=f"guard-{uuid.uuid4().hex}",
+            request_id=f"guard-{new_id()}",
             max_tokens=self._max_tokens,
             messages=[ChatTurn("user", guard_prompt(text))],
             temperature=0.0,

@@ -22,7 +22,6 @@ from aimi.server import openapi
 from aimi.server.admin import gauges, metrics_route, usage_route
 from aimi.server.errors import api_error, client_gone, http_error, unexpected
 from aimi.server.health import health
-from aimi.server.middleware.access_log import AccessLogMiddleware
 from aimi.server.middleware.auth import AuthMiddleware
 from aimi.server.middleware.body_limit import BodyLimitMiddleware
 from aimi.server.middleware.context import ContextMiddleware
@@ -86,7 +85,6 @@ def create_app(
         routes=routes(),
         middleware=[
             Middleware(RequestIdMiddleware),
-            Middleware(AccessLogMiddleware),
             Middleware(AuthMiddleware, keys=runtime.keys),
             *([Middleware(TracingMiddleware, provider=runtime.tracing)] if runtime.tracing is not None else []),
             Middleware(ContextMiddleware),

@@ -11,7 +11,6 @@ in a trailing chunk with empty ``choices``.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +18,7 @@ from typing import Any, Literal
 from aimi.engines.api import Event, Finish, TextDelta, TokenLogprob, ToolCall, ToolCallDelta, Usage
 from aimi.pipeline.generation import Result
 from aimi.protocol import sse
+from aimi.protocol.ids import new_id
 from aimi.safety.filter import Annotation
 
 
@@ -69,7 +69,7 @@ class Encoder:
     def __post_init__(self) -> None:
         if not self.id:
             prefix = "" if self.azure else ("chatcmpl-" if self.kind == "chat" else "cmpl-")
-            self.id = prefix + uuid.uuid4().hex
+            self.id = prefix + new_id()
 
     def _envelope(self, choices: list[dict[str, Any]], chunk: bool) -> dict[str, Any]:
         if self.kind == "chat":
@@ -188,7 +188,7 @@ def _tool_call_delta(call: ToolCallDelta) -> dict[str, Any]:
 def embeddings_body(model: str, vectors: list[list[float] | list[int] | str], prompt_tokens: int) -> dict[str, Any]:
     """The answer of both surfaces' embeddings routes."""
     return {
-        "id": uuid.uuid4().hex,
+        "id": new_id(),
         "object": "list",
         "model": model,
         "data": [{"index": i, "object": "embedding", "embedding": v} for i, v in enumerate(vectors)],

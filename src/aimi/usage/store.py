@@ -74,9 +74,13 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+_FIELDS = tuple(field.name for field in dataclasses.fields(UsageRecord))
+
+
 def insert(engine: Engine, records: Sequence[UsageRecord]) -> None:
     """Write ``records`` in one transaction; a record already written (a retried batch) is skipped."""
-    rows = [dataclasses.asdict(record) for record in records]
+    names = _FIELDS
+    rows = [{name: getattr(record, name) for name in names} for record in records]
     if engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
