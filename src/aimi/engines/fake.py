@@ -7,6 +7,7 @@ Options (``EngineConfig.options``), all optional:
 ``fail_after``         raise :class:`RequestFailed` after this many tokens
 ``die_after``          raise :class:`EngineDead` after this many tokens; the engine stays dead
 ``hang``               never produce a token (until aborted)
+``hang_after``         produce this many tokens, then nothing more (until aborted): a stalled engine
 ``load_seconds``       how long ``start()`` takes
 ``fail_load``          ``start()`` raises :class:`EngineDead`
 ``structured_output``  claim constrained decoding (answer with a JSON ``text`` to play along)
@@ -78,6 +79,7 @@ class FakeOptions(EngineOptions):
     fail_after: Annotated[int, Field(ge=0)] | None = None
     die_after: Annotated[int, Field(ge=0)] | None = None
     hang: bool = False
+    hang_after: Annotated[int, Field(ge=0)] | None = None
     load_seconds: Annotated[float, Field(ge=0)] = 0
     fail_load: bool = False
     structured_output: bool = False
@@ -206,6 +208,9 @@ class FakeEngine:
                     return
                 if self.options.get("fail_after") is not None and produced >= int(self.options["fail_after"]):
                     raise RequestFailed("the fake engine failed as scripted")
+                if self.options.get("hang_after") is not None and produced >= int(self.options["hang_after"]):
+                    await cancelled.wait()
+                    return
                 if self.options.get("die_after") is not None and produced >= int(self.options["die_after"]):
                     self._state = EngineState.DEAD
                     raise EngineDead("the fake engine died as scripted")
