@@ -17,7 +17,9 @@ Options (``EngineConfig.options``), all optional:
 Embeddings are deterministic: a unit vector derived from a hash of each input.
 
 A token is a word with its trailing spaces; the prompt's token count is the number of words in
-it. Counters (``started``, ``aborted``, ``completed``, ``active``) let tests see what happened.
+it. Counters (``started``, ``aborted``, ``completed``, ``active``) let tests see what happened, and
+``requests`` / ``embedded`` hold the latest requests served (at most ``2 * KEEP`` of each, so a
+long-running fake, a benchmark's, does not grow without bound).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from aimi.engines.api import (
 )
 from aimi.engines.options import EngineOptions
 
+KEEP = 256
 DEFAULT_TEXT = "Hello from the fake engine: naïve café, 東京, 🙂 and nothing more."
 _TOKEN = re.compile(r"\S+\s*|\s+")
 
@@ -58,6 +61,13 @@ _TOKEN = re.compile(r"\S+\s*|\s+")
 def tokenize(text: str) -> list[str]:
     """The fake engine's tokens: words with their trailing whitespace."""
     return _TOKEN.findall(text)
+
+
+def _keep(kept: list[Any], request: Any) -> None:
+    """Remember ``request``, forgetting the oldest ones past ``2 * KEEP`` (in one cut, so appending stays cheap)."""
+    kept.append(request)
+    if len(kept) > 2 * KEEP:
+        del kept[:-KEEP]
 
 
 def _logprobs(token: str, position: int, alternatives: int | None) -> tuple[TokenLogprob, ...]:
@@ -147,7 +157,7 @@ class FakeEngine:
             raise EngineDead("the fake engine is dead")
         if not self.capabilities.embeddings:
             raise RequestFailed("the fake engine serves chat")
-        self.embedded.append(request)
+        _keep(self.embedded, request)
         dims = int(self.options.get("dimensions", 8))
         keys: list[str] = (
             list(request.texts or ())
@@ -190,7 +200,7 @@ class FakeEngine:
                 client_error=True,
                 code="context_length_exceeded",
             )
-        self.requests.append(request)
+        _keep(self.requests, request)
         self.started += 1
         cancelled = asyncio.Event()
         self._cancelled[request.request_id] = cancelled
