@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from aimi.engines.api import (
     TextDelta,
     Usage,
 )
+from aimi.engines.fake import KEEP, FakeEngine
 
 LONG_TEXT = " ".join(f"word{i}" for i in range(3000))
 
@@ -116,3 +118,13 @@ async def test_the_prompt_count_before_generating_is_the_one_usage_reports(engin
         usage = (await _collect(engine, request))[-1]
         assert isinstance(usage, Usage)
         assert counted == usage.prompt_tokens
+
+
+@pytest.mark.anyio
+async def test_the_fake_engine_keeps_only_its_latest_requests() -> None:
+    engine = FakeEngine(EngineConfig(options={"text": "ok"}))
+    await engine.start()
+    for i in range(2 * KEEP + 1):
+        await _collect(engine, replace(_request(1), request_id=f"r{i}"))
+    assert len(engine.requests) == KEEP
+    assert engine.requests[-1].request_id == f"r{2 * KEEP}"
