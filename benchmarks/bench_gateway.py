@@ -566,6 +566,7 @@ def mode_report(args: argparse.Namespace, runs: Runs, summary: dict[str, Any], m
                 ]
             )
     g = goals(summary, mode)
+    times = "-" if g["aimi_over_litellm_rps_c16"] is None else f"{g['aimi_over_litellm_rps_c16']:.2f}x"
     lines = [
         f"{mode}: {'streamed (wrk times the whole stream)' if mode == 'stream' else 'non-streamed'} chat "
         f"completions; {args.duration:g} s per run after {args.warmup:g} s of warm-up; medians of "
@@ -573,7 +574,7 @@ def mode_report(args: argparse.Namespace, runs: Runs, summary: dict[str, Any], m
         table(headers, rows),
         f"   aimi req/s at 16:                 {fmt(g['aimi_rps_c16'])}  (goal >= {GOAL_RPS:.0f}: "
         f"{_verdict(g['aimi_rps_c16'], GOAL_RPS, True)})",
-        f"   aimi / litellm req/s at 16:       {fmt(g['aimi_over_litellm_rps_c16'], 2)}x  (goal >= "
+        f"   aimi / litellm req/s at 16:       {times}  (goal >= "
         f"{GOAL_VS_LITELLM:.0f}x: {_verdict(g['aimi_over_litellm_rps_c16'], GOAL_VS_LITELLM, True)})",
         f"   aimi p50 - direct p50 at 1:       {fmt(g['aimi_minus_direct_p50_ms_c1'], 3)} ms  (goal <= "
         f"{GOAL_ADDED_P50_MS:g} ms: {_verdict(g['aimi_minus_direct_p50_ms_c1'], GOAL_ADDED_P50_MS, False)})",
