@@ -181,6 +181,28 @@ class Settings(BaseSettings):
     request_timeout: float = Field(
         600, gt=0, description="Longest a generation may run (seconds); past it the request ends with a timeout."
     )
+    engine_restart_backoff: float = Field(
+        1.0,
+        gt=0,
+        description="Wait (seconds) before restarting a dead engine; it doubles with every restart in "
+        "AIMI_ENGINE_RESTART_WINDOW, up to AIMI_ENGINE_MAX_BACKOFF.",
+    )
+    engine_max_backoff: float = Field(60.0, gt=0, description="Longest wait (seconds) before restarting a dead engine.")
+    engine_max_restarts: int = Field(
+        5,
+        ge=0,
+        description="Restarts of a deployment's engine within AIMI_ENGINE_RESTART_WINDOW; past them it stays dead "
+        "(its 503s carry no Retry-After). 0: a dead engine is never restarted.",
+    )
+    engine_restart_window: float = Field(
+        600.0, gt=0, description="The span (seconds) over which AIMI_ENGINE_MAX_RESTARTS is counted."
+    )
+    engine_stall_timeout: float = Field(
+        120.0,
+        ge=0,
+        description="An engine that produces nothing for this long (seconds) while requests are generating is "
+        "declared dead: those requests get a 503 and the engine is restarted. 0: no watchdog.",
+    )
     otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP endpoint for OpenTelemetry traces (e.g. http://127.0.0.1:4318); off when unset."
     )

@@ -18,12 +18,19 @@ _UNSET: Any = object()
 
 
 def assert_error(
-    response: httpx.Response, status: int, code: str, *, param: Any = _UNSET, message: str | None = None
+    response: httpx.Response,
+    status: int,
+    code: str,
+    *,
+    param: Any = _UNSET,
+    message: str | None = None,
+    retry: bool = True,
 ) -> dict[str, Any]:
     """The response is the error envelope with exactly this status and code; returns the body.
 
     Also pins what every error shares: JSON, ``x-ms-error-code`` equal to the code, and a
-    ``Retry-After`` on 429/503 only (azure-core retries any other status that carries one).
+    ``Retry-After`` on 429/503 only (azure-core retries any other status that carries one); with
+    ``retry`` false, a 503 that must carry none (nothing is coming back).
     """
     assert response.status_code == status, (response.status_code, response.text)
     assert response.headers["content-type"] == "application/json", response.headers
@@ -37,13 +44,13 @@ def assert_error(
         assert body["error"]["param"] == param, body
     if message is not None:
         assert body["error"]["message"] == message, body
-    assert_retry_after_rule(response)
+    assert_retry_after_rule(response, retry)
     return body
 
 
-def assert_retry_after_rule(response: httpx.Response) -> None:
-    """Retry-After on 429 and 503, and on nothing else."""
-    if response.status_code in (429, 503):
+def assert_retry_after_rule(response: httpx.Response, retry: bool = True) -> None:
+    """Retry-After on 429 and 503 (unless ``retry`` is false), and on nothing else."""
+    if response.status_code in (429, 503) and retry:
         assert response.headers.get("retry-after", "").isdigit(), response.headers
         assert int(response.headers["retry-after"]) >= 1
     else:

@@ -1,4 +1,5 @@
-"""Engine failures: one request failing (fail_after) and the engine dying (die_after)."""
+"""Engine failures: one request failing (fail_after), the engine dying (die_after) and being
+restarted, and the watchdog declaring a hung engine (hang, hang_after) dead."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def failing_server() -> Iterator[InProcessServer]:
 
 @pytest.fixture
 def dying_server() -> Iterator[InProcessServer]:
-    with in_process({"engine_options": {"die_after": 2}}) as running:
+    with in_process({"engine_options": {"die_after": 2}, "engine_restart_backoff": 30}) as running:
         yield running
 
 
@@ -122,7 +123,7 @@ def test_a_non_streaming_failure_is_500_engine_error_without_retry_after(
     assert failing_server.engine.active == 0
 
 
-# --- die_after: the engine dies and stays dead -----------------------------------------------
+# --- die_after: the engine dies; the supervisor restarts it --------------------------------
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/v1/chat/completions"])
@@ -132,12 +133,17 @@ def test_an_engine_dying_mid_stream_ends_the_stream_visibly(dying_server: InProc
     assert error == ENGINE_STOPPED
 
 
-def test_after_the_engine_died_health_is_503_unhealthy(dying_server: InProcessServer) -> None:
+def test_after_the_engine_died_health_is_503_restarting_until_the_restart_is_due(
+    dying_server: InProcessServer,
+) -> None:
     broken_stream(dying_server, "/chat/completions", CHAT)
     response = httpx.get(f"{dying_server.url}/health")
     assert response.status_code == 503
-    assert response.json() == {"status": "unhealthy"}
-    assert int(response.headers["retry-after"]) >= 1
+    assert response.json() == {"status": "restarting"}
+    # The restart is due 30 s after the death (the first back-off): that is when to come back.
+    assert 28 <= int(response.headers["retry-after"]) <= 31
+    with dying_server.client() as http:
+        assert http.get("/health").json()["deployments"] == {"fake-model": "restarting"}
 
 
 @pytest.mark.parametrize(
@@ -149,15 +155,20 @@ def test_after_the_engine_died_health_is_503_unhealthy(dying_server: InProcessSe
         ("/chat/completions", {**CHAT, "stream": True}),
     ],
 )
-def test_after_the_engine_died_requests_are_503_with_retry_after(
+def test_after_the_engine_died_requests_are_503_with_the_time_until_its_restart(
     dying_server: InProcessServer, path: str, body: dict[str, Any]
 ) -> None:
     broken_stream(dying_server, "/chat/completions", CHAT)
     with dying_server.client() as http:
         response = http.post(path, json=body)
     assert_error(
-        response, 503, "ServiceUnavailable", param=None, message="deployment 'fake-model' has no running engine"
+        response,
+        503,
+        "ServiceUnavailable",
+        param=None,
+        message="deployment 'fake-model' has no running engine; it is being restarted",
     )
+    assert 28 <= int(response.headers["retry-after"]) <= 31
     assert dying_server.deployment.in_flight == 0
 
 
@@ -166,4 +177,105 @@ def test_an_engine_dying_during_a_non_streaming_request_is_503_with_retry_after(
         response = http.post("/chat/completions", json=CHAT)
     assert_error(response, 503, "ServiceUnavailable")
     assert response.json() == ENGINE_STOPPED
+    assert 28 <= int(response.headers["retry-after"]) <= 31
     assert dying_server.deployment.in_flight == 0
+
+
+def restarts(server: InProcessServer) -> float:
+    text = httpx.get(f"{server.url}/metrics", headers=server.headers).text
+    line = next((line for line in text.splitlines() if line.startswith("aimi_engine_restarts_total{")), None)
+    return float(line.split()[-1]) if line else 0.0
+
+
+def test_a_dead_engine_is_restarted_and_serves_again() -> None:
+    with in_process({"engine_options": {"die_after": 2}, "engine_restart_backoff": 0.05}) as server:
+        dead = server.fake()
+        broken_stream(server, "/chat/completions", CHAT)
+        wait_until(lambda: httpx.get(f"{server.url}/health").status_code == 200, 10, "the engine to be restarted")
+        assert server.fake() is not dead
+        with server.client() as http:
+            assert http.get("/health").json()["deployments"] == {"fake-model": "ready"}
+            # Two tokens: fewer than die_after, so the fresh engine answers in full.
+            response = http.post("/chat/completions", json={**CHAT, "max_tokens": 2})
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["message"]["content"] == "Hello from "
+        assert restarts(server) == 1.0
+        assert dead.active == 0  # closed: nothing of it runs on
+
+
+def test_restarts_back_off_and_past_the_most_the_deployment_stays_failed_without_retry_after() -> None:
+    settings = {
+        "engine_options": {"fail_load": True},
+        "engine_restart_backoff": 0.2,
+        "engine_max_restarts": 2,
+    }
+    with in_process(settings, wait_ready=False) as server:
+        wait_until(lambda: server.deployment.state() == "failed", 10, "the restarts to be given up")
+        first, second = server.deployment.supervision.restarts
+        assert second - first >= 0.4  # the second wait doubled the first
+        assert restarts(server) == 2.0
+        response = httpx.get(f"{server.url}/health")
+        assert response.status_code == 503
+        assert response.json() == {"status": "unhealthy"}
+        assert "retry-after" not in response.headers
+        with server.client() as http:
+            refused = http.post("/chat/completions", json=CHAT)
+        assert_error(
+            refused,
+            503,
+            "ServiceUnavailable",
+            param=None,
+            message="deployment 'fake-model' has no running engine and will not be restarted",
+            retry=False,
+        )
+        assert "retry-after" not in refused.headers
+
+
+def test_with_no_restarts_allowed_a_dead_engine_stays_dead_and_its_503s_carry_no_retry_after() -> None:
+    with in_process({"engine_options": {"die_after": 2}, "engine_max_restarts": 0}) as server:
+        with server.client() as http:
+            died = http.post("/chat/completions", json=CHAT)
+            assert_error(died, 503, "ServiceUnavailable", retry=False)
+            assert died.json()["error"]["message"] == "the engine stopped and will not be restarted"
+            assert "retry-after" not in died.headers
+            assert http.get("/health").json()["deployments"] == {"fake-model": "failed"}
+        assert restarts(server) == 0.0
+
+
+# --- the watchdog: an engine that makes no progress is declared dead -------------------------
+
+STALLED = "deployment 'fake-model' made no progress for 0.3 seconds; its engine is being restarted"
+
+
+def test_a_request_on_a_hung_engine_is_503_after_the_stall_timeout_not_the_request_timeout() -> None:
+    settings = {"engine_options": {"hang": True}, "engine_stall_timeout": 0.3, "engine_restart_backoff": 30}
+    with in_process(settings) as server:
+        with server.client() as http:
+            response = http.post("/chat/completions", json=CHAT)
+            assert_error(response, 503, "ServiceUnavailable", param=None, message=STALLED)
+            assert 28 <= int(response.headers["retry-after"]) <= 31
+            assert http.get("/health").json()["deployments"] == {"fake-model": "restarting"}
+        assert server.deployment.in_flight == 0
+
+
+def test_a_stream_that_stalls_ends_with_an_error_frame_and_the_engine_is_restarted() -> None:
+    settings = {"engine_options": {"hang_after": 2}, "engine_stall_timeout": 0.3, "engine_restart_backoff": 0.05}
+    with in_process(settings) as server:
+        stalled = server.fake()
+        chunks, error = split_error_frame(broken_stream(server, "/chat/completions", CHAT))
+        assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "Hello from "
+        assert error == {"error": {**ENGINE_STOPPED["error"], "message": STALLED}}
+        wait_until(lambda: httpx.get(f"{server.url}/health").status_code == 200, 10, "the engine to be restarted")
+        assert server.fake() is not stalled and stalled.active == 0
+        assert restarts(server) == 1.0
+
+
+def test_a_slow_engine_that_keeps_producing_is_not_declared_stalled() -> None:
+    # Ten tokens at one every 0.1 s: each gap is well inside the 0.3 s the watchdog allows.
+    settings = {"engine_options": {"tokens_per_second": 10, "text": "a " * 10}, "engine_stall_timeout": 0.3}
+    with in_process(settings) as server:
+        with server.client() as http:
+            response = http.post("/chat/completions", json=CHAT)
+        assert response.status_code == 200, response.text
+        assert response.json()["usage"]["completion_tokens"] == 10
+        assert restarts(server) == 0.0

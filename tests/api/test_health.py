@@ -1,4 +1,4 @@
-"""/health and the 503s while the model loads or after it failed to load."""
+"""/health and the 503s while the model loads, after it failed to load, and while it is retried."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def test_while_loading_the_public_documents_and_info_still_answer() -> None:
 
 @pytest.fixture
 def failed_load() -> Any:
-    with in_process({"engine_options": {"fail_load": True}}, wait_ready=False) as running:
+    settings = {"engine_options": {"fail_load": True}, "engine_max_restarts": 0}
+    with in_process(settings, wait_ready=False) as running:
         wait_until(lambda: health(running).json()["status"] != "loading", 10, "the load to fail")
         yield running
 
@@ -76,6 +77,7 @@ def test_a_failed_load_makes_health_503_unhealthy(failed_load: InProcessServer) 
     response = health(failed_load)
     assert response.status_code == 503
     assert response.json() == {"status": "unhealthy"}
+    assert "retry-after" not in response.headers  # nothing is coming back
 
 
 def test_after_a_failed_load_requests_are_503_saying_the_engine_is_not_running(failed_load: InProcessServer) -> None:
@@ -87,6 +89,19 @@ def test_after_a_failed_load_requests_are_503_saying_the_engine_is_not_running(f
                 503,
                 "ServiceUnavailable",
                 param=None,
-                message="deployment 'fake-model' has no running engine",
+                message="deployment 'fake-model' has no running engine and will not be restarted",
+                retry=False,
             )
     assert failed_load.deployment.in_flight == 0
+
+
+def test_a_failed_load_is_retried_and_health_says_restarting_meanwhile() -> None:
+    settings = {"engine_options": {"fail_load": True}, "engine_restart_backoff": 30}
+    with in_process(settings, wait_ready=False) as running:
+        wait_until(lambda: health(running).json()["status"] != "loading", 10, "the load to fail")
+        response = health(running)
+        assert response.status_code == 503
+        assert response.json() == {"status": "restarting"}
+        assert 28 <= int(response.headers["retry-after"]) <= 31
+        with running.client() as http:
+            assert http.get("/health").json()["deployments"] == {"fake-model": "restarting"}

@@ -494,7 +494,7 @@ def test_a_guard_deployment_that_is_down_follows_on_error() -> None:
         classifier="guard", classifier_options={"deployment": "guard"}, on_error="open", window=64, overlap=8
     )
     specs = [_spec("guarded", BENIGN, policy), _spec("guard", "safe", None, fail_load=True)]
-    with in_process(specs=specs, wait_ready=False) as running:
+    with in_process({"engine_max_restarts": 0}, specs=specs, wait_ready=False) as running:
         deployment = next(d for d in runtime_of(running.app).deployments if d.name == "guard")
         wait_until(lambda: deployment.state() == "failed", 10, "the guard to fail loading")
         response = httpx.post(f"{running.url}/v1/chat/completions", headers=running.headers, json=_chat("guarded"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from aimi.engines.api import (
     TextDelta,
     Usage,
 )
+from aimi.engines.fake import KEEP, FakeEngine
 
 LONG_TEXT = " ".join(f"word{i}" for i in range(3000))
 
@@ -142,3 +144,13 @@ async def test_a_prompt_bound_is_never_less_than_the_count(engine: Engine) -> No
         counted = await engine.count_tokens(request)
         limit = bound.of(turns)
         assert counted is not None and limit is not None and counted <= limit <= counted * 4 + 64, turns
+
+
+@pytest.mark.anyio
+async def test_the_fake_engine_keeps_only_its_latest_requests() -> None:
+    engine = FakeEngine(EngineConfig(options={"text": "ok"}))
+    await engine.start()
+    for i in range(2 * KEEP + 1):
+        await _collect(engine, replace(_request(1), request_id=f"r{i}"))
+    assert len(engine.requests) == KEEP
+    assert engine.requests[-1].request_id == f"r{2 * KEEP}"

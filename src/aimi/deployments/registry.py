@@ -12,6 +12,7 @@ from typing import Any
 
 from aimi.deployments.limits import Limits, SamplingDefaults
 from aimi.deployments.profile import ModelProfile
+from aimi.deployments.supervisor import Supervision
 from aimi.engines.api import Engine, EngineState, ModelFacts
 from aimi.protocol.errors import ApiError, service_unavailable
 from aimi.quota.api import QuotaLimits
@@ -19,6 +20,7 @@ from aimi.safety.filter import ContentFilter
 from aimi.usage.records import Prices
 
 log = logging.getLogger(__name__)
+_CLOSE_TIMEOUT = 10.0
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Deployment:
     quota: QuotaLimits = field(default_factory=QuotaLimits)
     prices: Prices | None = None
     safety: ContentFilter | None = None
+    supervision: Supervision = field(default_factory=Supervision)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
@@ -56,9 +59,17 @@ class Deployment:
     def loaded(self) -> bool:
         return self.facts is not None and self.engine.health() is EngineState.READY
 
+    @property
+    def dead(self) -> bool:
+        """The engine failed to load, died, or stalled: it serves nothing until restarted."""
+        return self.failed or self.supervision.stalled or self.engine.health() is EngineState.DEAD
+
     def state(self) -> str:
-        """``ready``, ``loading``, ``unloaded`` (on demand, not needed lately) or ``failed``."""
-        if self.failed or self.engine.health() is EngineState.DEAD:
+        """``ready``, ``loading``, ``unloaded`` (on demand, not needed lately), ``restarting`` (its
+        engine is dead and a restart is due or under way) or ``failed`` (dead for good)."""
+        if self.supervision.restarting or (self.dead and self.supervision.schedule(time.monotonic()) is not None):
+            return "restarting"
+        if self.dead:
             return "failed"
         if self.loaded:
             return "ready"
@@ -66,11 +77,34 @@ class Deployment:
 
     async def load(self) -> None:
         """Start the engine; a failure leaves the deployment failed (and logged by the caller)."""
+        began = time.monotonic()
         try:
             self.facts = await self.engine.start()
         except BaseException:
             self.failed = True
             raise
+        self.supervision.load_seconds = time.monotonic() - began
+
+    async def restart(self) -> None:
+        """Replace the dead engine with a fresh one from ``factory`` and load it (an on-demand
+        deployment loads with its next request). The supervisor calls this, with back-off."""
+        assert self.factory is not None
+        try:
+            async with self._lock:
+                dead, self.engine, self.facts, self.failed = self.engine, self.factory(), None, False
+                try:
+                    # Bounded: a hung engine may never finish closing; its threads are abandoned.
+                    await asyncio.wait_for(dead.close(), _CLOSE_TIMEOUT)
+                except Exception as exc:
+                    log.warning("deployment %s: closing the dead engine failed: %s", self.name, exc)
+                if not self.on_demand:
+                    await self.load()
+                    log.info("deployment %s restarted", self.name)
+        except Exception as exc:
+            self.failed = True
+            log.error("deployment %s failed to restart: %s", self.name, exc)
+        finally:
+            self.supervision.restarting = False
 
     async def unload(self) -> None:
         """Release the model; the next request loads it again."""
@@ -81,8 +115,16 @@ class Deployment:
     def ready(self) -> Deployment:
         """This deployment if it can take a request now, else a 503 with Retry-After."""
         state = self.engine.health()
-        if state is EngineState.DEAD or self.failed:
-            raise service_unavailable(f"deployment '{self.name}' has no running engine", retry_after=30)
+        if self.supervision.restarting:
+            wait = self.supervision.retry_after(time.monotonic())
+            raise service_unavailable(f"deployment '{self.name}' is restarting its engine", retry_after=wait or 1)
+        if self.dead:
+            wait = self.supervision.retry_after(time.monotonic())
+            if wait is None:
+                raise ApiError(
+                    "ServiceUnavailable", f"deployment '{self.name}' has no running engine and will not be restarted"
+                )
+            raise service_unavailable(f"deployment '{self.name}' has no running engine; it is being restarted", wait)
         if state is EngineState.LOADING or self.facts is None:
             raise service_unavailable(f"deployment '{self.name}' is still loading its model", retry_after=5)
         return self

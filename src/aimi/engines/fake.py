@@ -7,6 +7,7 @@ Options (``EngineConfig.options``), all optional:
 ``fail_after``         raise :class:`RequestFailed` after this many tokens
 ``die_after``          raise :class:`EngineDead` after this many tokens; the engine stays dead
 ``hang``               never produce a token (until aborted)
+``hang_after``         produce this many tokens, then nothing more (until aborted): a stalled engine
 ``load_seconds``       how long ``start()`` takes
 ``fail_load``          ``start()`` raises :class:`EngineDead`
 ``structured_output``  claim constrained decoding (answer with a JSON ``text`` to play along)
@@ -16,7 +17,9 @@ Options (``EngineConfig.options``), all optional:
 Embeddings are deterministic: a unit vector derived from a hash of each input.
 
 A token is a word with its trailing spaces; the prompt's token count is the number of words in
-it. Counters (``started``, ``aborted``, ``completed``, ``active``) let tests see what happened.
+it. Counters (``started``, ``aborted``, ``completed``, ``active``) let tests see what happened, and
+``requests`` / ``embedded`` hold the latest requests served (at most ``2 * KEEP`` of each, so a
+long-running fake, a benchmark's, does not grow without bound).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from aimi.engines.api import (
 )
 from aimi.engines.options import EngineOptions
 
+KEEP = 256
 DEFAULT_TEXT = "Hello from the fake engine: naïve café, 東京, 🙂 and nothing more."
 _TOKEN = re.compile(r"\S+\s*|\s+")
 
@@ -57,6 +61,13 @@ _TOKEN = re.compile(r"\S+\s*|\s+")
 def tokenize(text: str) -> list[str]:
     """The fake engine's tokens: words with their trailing whitespace."""
     return _TOKEN.findall(text)
+
+
+def _keep(kept: list[Any], request: Any) -> None:
+    """Remember ``request``, forgetting the oldest ones past ``2 * KEEP`` (in one cut, so appending stays cheap)."""
+    kept.append(request)
+    if len(kept) > 2 * KEEP:
+        del kept[:-KEEP]
 
 
 def _logprobs(token: str, position: int, alternatives: int | None) -> tuple[TokenLogprob, ...]:
@@ -78,6 +89,7 @@ class FakeOptions(EngineOptions):
     fail_after: Annotated[int, Field(ge=0)] | None = None
     die_after: Annotated[int, Field(ge=0)] | None = None
     hang: bool = False
+    hang_after: Annotated[int, Field(ge=0)] | None = None
     load_seconds: Annotated[float, Field(ge=0)] = 0
     fail_load: bool = False
     structured_output: bool = False
@@ -145,7 +157,7 @@ class FakeEngine:
             raise EngineDead("the fake engine is dead")
         if not self.capabilities.embeddings:
             raise RequestFailed("the fake engine serves chat")
-        self.embedded.append(request)
+        _keep(self.embedded, request)
         dims = int(self.options.get("dimensions", 8))
         keys: list[str] = (
             list(request.texts or ())
@@ -188,7 +200,7 @@ class FakeEngine:
                 client_error=True,
                 code="context_length_exceeded",
             )
-        self.requests.append(request)
+        _keep(self.requests, request)
         self.started += 1
         cancelled = asyncio.Event()
         self._cancelled[request.request_id] = cancelled
@@ -206,6 +218,9 @@ class FakeEngine:
                     return
                 if self.options.get("fail_after") is not None and produced >= int(self.options["fail_after"]):
                     raise RequestFailed("the fake engine failed as scripted")
+                if self.options.get("hang_after") is not None and produced >= int(self.options["hang_after"]):
+                    await cancelled.wait()
+                    return
                 if self.options.get("die_after") is not None and produced >= int(self.options["die_after"]):
                     self._state = EngineState.DEAD
                     raise EngineDead("the fake engine died as scripted")

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from aimi.deployments.registry import Deployment
+from aimi.deployments.supervisor import EngineStalled
 from aimi.engines.api import (
     EngineDead,
     Event,
@@ -41,10 +44,18 @@ class _Expired:
 _EXPIRED = _Expired()
 
 
-def engine_error(exc: RequestFailed | EngineDead, request: GenerationRequest | None = None) -> ApiError:
-    """The client-facing error for an engine failure."""
+def engine_error(
+    exc: RequestFailed | EngineDead, request: GenerationRequest | None = None, deployment: Deployment | None = None
+) -> ApiError:
+    """The client-facing error for an engine failure; a dead engine's 503 says when to retry only
+    when a restart is coming (and then how long until it is due)."""
     if isinstance(exc, EngineDead):
-        return service_unavailable("the engine stopped; retry shortly", retry_after=10)
+        wait = deployment.supervision.retry_after(time.monotonic()) if deployment is not None else 10.0
+        if isinstance(exc, EngineStalled):
+            return ApiError("ServiceUnavailable", str(exc), retry_after=wait)
+        if wait is None:
+            return ApiError("ServiceUnavailable", "the engine stopped and will not be restarted")
+        return service_unavailable("the engine stopped; retry shortly", retry_after=wait)
     if exc.client_error and exc.code == "context_length_exceeded":
         param = "input" if request is None else "messages" if request.messages is not None else "prompt"
         return ApiError(exc.code, exc.message, param=param)
@@ -79,6 +90,7 @@ class Generation:
         self._early: dict[int, RequestFailed | EngineDead] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self._watched: int | None = None
 
     def _choices(self) -> list[GenerationRequest]:
         base = self.work.request
@@ -104,6 +116,7 @@ class Generation:
             for i, request in enumerate(generation._choices()):
                 generation._started.append(asyncio.Event())
                 generation._tasks.append(asyncio.create_task(generation._pump(i, request)))
+            generation._watched = generation.deployment.supervision.begin(generation._kill)
             try:
                 async with asyncio.timeout_at(generation._deadline):
                     for started in generation._started:
@@ -119,7 +132,7 @@ class Generation:
                     context.prompt_tokens = 0  # refused before the model read anything
                 else:
                     context.fail(Outcome.ENGINE_ERROR)
-                raise engine_error(failure, generation.request)
+                raise engine_error(failure, generation.request, generation.deployment)
         except BaseException:
             await generation.close()
             raise
@@ -129,6 +142,7 @@ class Generation:
         started = self._started[index]
         try:
             async for event in self.deployment.engine.generate(request):
+                self.deployment.supervision.progress()
                 self._queue.put_nowait((index, event))
                 started.set()
         except (RequestFailed, EngineDead) as exc:
@@ -153,6 +167,16 @@ class Generation:
             events = self.work.tools.read(events)
         async for event in events:
             yield event
+
+    def _kill(self, failure: EngineDead) -> None:
+        """The watchdog found the engine stalled: every choice fails with ``failure``."""
+        for index, started in enumerate(self._started):
+            if not started.is_set():
+                self._early[index] = failure
+            self._queue.put_nowait((index, failure))
+            started.set()
+        for task in self._tasks:
+            task.cancel()
 
     def stop_choice(self, index: int) -> None:
         """Stop generating choice ``index`` (its output was cut); the others go on."""
@@ -194,7 +218,7 @@ class Generation:
                 elif isinstance(item, RequestFailed | EngineDead):
                     log.warning("generation %s failed after the response started: %s", self.request.request_id, item)
                     self.context.fail(Outcome.ENGINE_ERROR)
-                    raise engine_error(item, self.request)
+                    raise engine_error(item, self.request, self.deployment)
                 elif isinstance(item, Usage):
                     self._reported[index] = item
                     self.context.prompt_bounded = False  # the engine's own count replaces the bound
@@ -215,6 +239,8 @@ class Generation:
         if self._closed:
             return
         self._closed = True
+        if self._watched is not None:
+            self.deployment.supervision.end(self._watched)
         self.context.release_slot()
         for task in self._tasks:
             task.cancel()

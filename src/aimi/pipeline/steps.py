@@ -232,7 +232,7 @@ async def embed(context: RequestContext) -> None:
     except (RequestFailed, EngineDead) as exc:
         if not (isinstance(exc, RequestFailed) and exc.client_error):
             context.fail(Outcome.ENGINE_ERROR)
-        raise engine_error(exc) from None
+        raise engine_error(exc, deployment=deployment) from None
     finally:
         context.release_slot()
     context.prompt_tokens = context.embedded.prompt_tokens

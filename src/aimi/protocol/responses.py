@@ -178,7 +178,7 @@ class ErrorBody(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "loading", "unhealthy"]
+    status: Literal["ok", "loading", "restarting", "unhealthy"]
 
 
 class EmbeddingItem(BaseModel):

@@ -127,17 +127,28 @@ def _generation(
 
 
 def _event_stream(chunk: type[BaseModel]) -> dict[str, Any]:
-    # OpenAPI 3.1 has no schema for a stream of events: the body is text, and what each event
-    # carries is named by contentMediaType/contentSchema (JSON Schema 2020-12) and an
-    # x-sse-data extension that code generators can read.
+    # OpenAPI 3.1 has no keyword for a stream, so tools (schemathesis among them) read the schema
+    # of a text/event-stream answer as the schema of each event (what OpenAPI 3.2 calls
+    # itemSchema): an event's `data` is a chunk's JSON, an error envelope's after a failure, or
+    # `[DONE]`. x-sse-data names the chunk for code generators.
     return {
         "schema": {
-            "type": "string",
-            "description": f"Server-sent events: `data: <{chunk.__name__} JSON>\\n\\n` per chunk, then "
+            "type": "object",
+            "description": f"One server-sent event: `data: <{chunk.__name__} JSON>\\n\\n` per chunk, then "
             "`data: [DONE]\\n\\n`. A failure after the 200 ends the stream with one "
             "`data: <ErrorBody JSON>\\n\\n` frame and no `[DONE]`.",
-            "contentMediaType": "text/event-stream",
-            "contentSchema": _ref(chunk),
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "type": "string",
+                    "if": {"const": "[DONE]"},
+                    "then": True,
+                    "else": {
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"anyOf": [_ref(chunk), _ref(out.ErrorBody)]},
+                    },
+                }
+            },
             "x-sse-data": _ref(chunk),
         }
     }
@@ -227,7 +238,11 @@ def build() -> dict[str, Any]:
         )
         paths[f"{prefix}/embeddings"] = _embeddings("OpenAI: embeddings", OpenAIEmbeddingsRequest, False, "openai")
     paths[f"{AZURE_OPENAI_PREFIX}/info"] = _get(
-        "Azure OpenAI: the model behind the deployment", out.ModelInfo, "azure-openai", parameters=[_API_VERSION]
+        "Azure OpenAI: the model behind the deployment",
+        out.ModelInfo,
+        "azure-openai",
+        parameters=[_API_VERSION],
+        statuses=(401, 403, 404),
     )
     paths[f"{AZURE_OPENAI_PREFIX}/chat/completions"] = _generation(
         "Azure OpenAI: chat completions (the OpenAI body)",

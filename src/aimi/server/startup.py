@@ -19,6 +19,7 @@ from aimi.auth.keys import ApiKey, KeyRing, KeyVerifier
 from aimi.deployments.build import DeploymentSpec
 from aimi.deployments.registry import Deployment, Deployments, Endpoint
 from aimi.deployments.sources import resolve
+from aimi.deployments.supervisor import RestartPolicy, Supervision, supervise
 from aimi.engines import build_engine
 from aimi.engines.api import Engine, EngineDead
 from aimi.protocol.errors import ApiError
@@ -55,8 +56,19 @@ def build_quotas(settings: Settings) -> Quotas:
     return Quotas(backend, on_error=OnError(settings.quota_on_error), timeout=settings.quota_timeout)
 
 
-def build_deployment(spec: DeploymentSpec, classifiers: Classifiers) -> Deployment:
-    """A deployment with its engine (not started) and its content filter."""
+def restart_policy(settings: Settings) -> RestartPolicy:
+    """When the supervisor restarts a dead engine, and when the watchdog declares one stalled."""
+    return RestartPolicy(
+        backoff=settings.engine_restart_backoff,
+        max_backoff=settings.engine_max_backoff,
+        max_restarts=settings.engine_max_restarts,
+        window=settings.engine_restart_window,
+        stall_timeout=settings.engine_stall_timeout,
+    )
+
+
+def build_deployment(spec: DeploymentSpec, classifiers: Classifiers, policy: RestartPolicy | None = None) -> Deployment:
+    """A deployment with its engine (not started), its content filter and its restart policy."""
     engine = build_engine(spec.engine, spec.engine_config)
     safety = None
     if spec.safety is not None:
@@ -81,6 +93,7 @@ def build_deployment(spec: DeploymentSpec, classifiers: Classifiers) -> Deployme
         idle_unload_seconds=spec.idle_unload_seconds,
         factory=partial(build_engine, spec.engine, spec.engine_config),
         spec=spec,
+        supervision=Supervision(policy),
     )
 
 
@@ -107,7 +120,8 @@ def build_runtime(
         return resolve(ref, settings.cache_dir, status=lambda line: log.info("%s", line)).path
 
     classifiers = Classifiers(engine_of, model_path)
-    deployments = Deployments([build_deployment(spec, classifiers) for spec in specs], endpoints)
+    policy = restart_policy(settings)
+    deployments = Deployments([build_deployment(spec, classifiers, policy) for spec in specs], endpoints)
     store = LedgerStore.open(settings.home, settings.database_url)
     quotas, metrics = build_quotas(settings), Metrics()
     quotas.on_failure = metrics.quota_errors.labels(quotas.backend.name).inc
@@ -159,7 +173,7 @@ async def reload(runtime: Runtime) -> None:
         serving = [
             current[s.name]
             if s.name in current and current[s.name].spec == s
-            else build_deployment(s, runtime.classifiers)
+            else build_deployment(s, runtime.classifiers, restart_policy(runtime.settings))
             for s in specs
         ]
     except Exception as exc:
@@ -210,6 +224,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not d.on_demand:
             runtime.spawn(_load(d))
     runtime.spawn(_unload_idle(runtime))
+    restarts = runtime.metrics.engine_restarts
+    policy = restart_policy(runtime.settings)
+    runtime.spawn(supervise(lambda: runtime.deployments, policy, lambda n: restarts.labels(n).inc(), runtime.spawn))
     runtime.background.add(runtime.classifiers.launch())
     if runtime.reloader is not None:
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread

@@ -66,6 +66,9 @@ class Metrics:
             ["backend"],
             registry=r,
         )
+        self.engine_restarts = Counter(
+            "aimi_engine_restarts", "Restarts of a deployment's dead or stalled engine", ["deployment"], registry=r
+        )
 
     def gauges(self, read: Callable[[], Iterable[tuple[str, str, dict[str, str], float]]]) -> None:
         """Register gauges read at scrape time: ``read`` yields (name, help, labels, value)."""
