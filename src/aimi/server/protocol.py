@@ -15,7 +15,6 @@ shape rather than uvicorn's plain text.
 from __future__ import annotations
 
 import asyncio
-import json
 from http import HTTPStatus
 from typing import Any
 
@@ -23,6 +22,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from aimi.protocol.errors import ApiError, service_unavailable
+from aimi.protocol.jsonbytes import ascii_json
 from aimi.surfaces.json_response import error_response
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -31,7 +31,7 @@ _BOTH_FRAMINGS = "a request may give Content-Length or Transfer-Encoding, not bo
 
 def _error_bytes(error: ApiError) -> bytes:
     """A whole response for ``error``, written straight to the transport (no app runs for it)."""
-    body = json.dumps(error.body()).encode()
+    body = ascii_json(error.body())
     headers = {
         "content-type": "application/json",
         "content-length": str(len(body)),
