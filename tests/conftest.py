@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -231,8 +233,19 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The machine's PostgreSQL; the test is skipped, saying so, where there is none."""
+def postgres_url() -> Iterator[str]:
+    """A database of this run's own on the machine's PostgreSQL, dropped at the end, so that what
+    another run left (a newer schema, rows) cannot change what this one sees; the test is
+    skipped, saying so, where there is no server."""
     if not _reachable(POSTGRES_URL, 5432):
         pytest.skip(f"needs PostgreSQL at {POSTGRES_URL} (set AIMI_TEST_POSTGRES_URL)")
-    return POSTGRES_URL
+    import psycopg
+
+    name = f"aimi_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
