@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,7 @@ def wait_until(check: Callable[[], bool], timeout: float = 60, what: str = "cond
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def _healthy(url: str, verify: str | bool = True) -> bool:
+def _healthy(url: str, verify: ssl.SSLContext | bool = True) -> bool:
     try:
         return httpx.get(f"{url}/health", timeout=1, verify=verify).status_code == 200
     except httpx.HTTPError:
@@ -169,7 +170,7 @@ def aimi_process(
         def ready() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"aimi serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            return _healthy(url, ca_file or True)
+            return _healthy(url, ssl.create_default_context(cafile=ca_file) if ca_file else True)
 
         wait_until(ready, timeout, "aimi serve to become healthy")
         key_file = home / "api-key"

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from azure.ai.inference import ChatCompletionsClient
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ServiceRequestError
 
 from aimi.auth.oidc import AuthConfig, token_policy
 from aimi.runtime import runtime_of
@@ -183,3 +186,16 @@ def test_with_the_issuer_down_and_no_keys_cached_a_token_gets_503_with_retry_aft
         # /health stays public and answers without the token's help.
         with httpx.Client(base_url=server.url, timeout=30) as client:
             assert client.get("/health", headers=bearer(down.token())).status_code == 200
+
+
+def test_the_azure_sdk_sends_a_token_over_plain_http_only_when_told_to(server: InProcessServer, issuer: Issuer) -> None:
+    """docs/auth.md's opt-out for a server on one's own machine: ``enforce_https=False`` per call."""
+
+    class Credential:
+        def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+            return AccessToken(issuer.token(), int(issuer.claims()["exp"]))
+
+    with ChatCompletionsClient(endpoint=f"{server.url}/models", credential=Credential(), retry_total=0) as client:
+        with pytest.raises(ServiceRequestError, match="Bearer token authentication is not permitted"):
+            client.get_model_info()
+        assert client.get_model_info(enforce_https=False).model_name == server.deployment.display_name

@@ -17,7 +17,7 @@ import pytest
 from azure.ai.inference import ChatCompletionsClient
 from azure.ai.inference.aio import ChatCompletionsClient as AsyncChatCompletionsClient
 from azure.core.credentials import AccessToken, AzureKeyCredential
-from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+from azure.core.exceptions import ClientAuthenticationError
 
 from tests.clients.helpers import azure_response, azure_user
 from tests.clients.test_js_sdk import js_dir  # noqa: F401 (a fixture)
@@ -123,14 +123,6 @@ def test_sync_client_with_a_token_for_another_audience_is_told_which_one_to_ask_
 def test_a_key_works_over_https_too(tls: TlsServer) -> None:
     with sync_client(tls, AzureKeyCredential(tls.server.key)) as client:
         assert client.get_model_info().model_type == "chat-completions"
-
-
-def test_azure_core_refuses_to_send_a_token_over_plain_http(tls: TlsServer) -> None:
-    """Why aimi serves https for tokens: over http the SDK itself refuses, before any request."""
-    plain = tls.endpoint.replace("https://", "http://")
-    client = ChatCompletionsClient(endpoint=plain, credential=IssuedCredential(tls.issuer), retry_total=0)
-    with client, pytest.raises(ServiceRequestError, match="Bearer token authentication is not permitted"):
-        client.get_model_info()
 
 
 @pytest.mark.anyio
