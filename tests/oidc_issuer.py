@@ -64,6 +64,7 @@ class Issuer:
     url: str = ""
     keys: list[SigningKey] = field(default_factory=list)
     down: bool = False
+    stall: float = 0.0  # seconds each answer waits before it is sent
     jwks_fetches: int = 0
     discovery_fetches: int = 0
 
@@ -114,6 +115,7 @@ def _handler(issuer: Issuer, prefix: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.removeprefix(prefix)
+            time.sleep(issuer.stall)
             if issuer.down:
                 self._send(503, {"error": "down"})
             elif path == "/.well-known/openid-configuration":

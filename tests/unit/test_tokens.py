@@ -290,6 +290,16 @@ async def test_with_no_keys_cached_and_the_issuer_down_the_answer_is_503_with_re
 
 
 @pytest.mark.anyio
+async def test_an_issuer_that_does_not_answer_in_time_is_taken_for_down(issuer: Issuer) -> None:
+    policy = policy_from([issuer.url], [AUDIENCE])
+    verifier = TokenVerifier(policy, FetchOptions(timeout=0.3, min_interval=60), clock=Clock())
+    issuer.stall = 2.0
+    error = await refusal(verifier, issuer.token())
+    assert (error.status, error.retry_after) == (503, 5.0)
+    await verifier.close()
+
+
+@pytest.mark.anyio
 async def test_a_discovery_document_naming_another_issuer_is_not_trusted(issuer: Issuer) -> None:
     verifier = verifier_for(issuer)
     url = issuer.url

@@ -11,6 +11,7 @@ working; with none cached, :class:`KeysUnavailable` says when to try again.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from jwt import PyJWK, PyJWKError
+from jwt import PyJWK, PyJWTError
 
 log = logging.getLogger(__name__)
 
@@ -117,21 +118,26 @@ class IssuerKeys:
         self._tried_at = self._clock()
         self.fetches += 1
         try:
-            discovery = await self._json(self.issuer.rstrip("/") + "/.well-known/openid-configuration")
-            if discovery.get("issuer", "").rstrip("/") != self.issuer.rstrip("/"):
-                raise ValueError(f"its discovery document names another issuer: {discovery.get('issuer')!r}")
-            jwks_uri = discovery.get("jwks_uri")
-            if not isinstance(jwks_uri, str):
-                raise ValueError("its discovery document has no jwks_uri")
-            document = await self._json(check_url(jwks_uri, "jwks_uri"))
-            self._keys = parse_keys(document)
-            self._fetched_at = self._clock()
-        except (httpx.HTTPError, ValueError) as exc:
+            async with asyncio.timeout(self.options.timeout):
+                await self._fetch()
+        except (httpx.HTTPError, ValueError, TimeoutError) as exc:
             # Cached keys stay; a token signed with one of them keeps working.
-            log.warning("cannot refresh the signing keys of %s: %s", self.issuer, exc)
+            log.warning("cannot refresh the signing keys of %s: %s", self.issuer, exc or type(exc).__name__)
+
+    async def _fetch(self) -> None:
+        """The discovery document, then the keys it names; the whole within the timeout."""
+        discovery = await self._json(self.issuer.rstrip("/") + "/.well-known/openid-configuration")
+        if str(discovery.get("issuer", "")).rstrip("/") != self.issuer.rstrip("/"):
+            raise ValueError(f"its discovery document names another issuer: {discovery.get('issuer')!r}")
+        jwks_uri = discovery.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise ValueError("its discovery document has no jwks_uri")
+        document = await self._json(check_url(jwks_uri, "jwks_uri"))
+        self._keys = parse_keys(document)
+        self._fetched_at = self._clock()
 
     async def _json(self, url: str) -> dict[str, Any]:
-        async with self._client.stream("GET", url, timeout=self.options.timeout) as response:
+        async with self._client.stream("GET", url) as response:
             if response.status_code != 200:
                 raise ValueError(f"{url} answered {response.status_code}")
             body = b""
@@ -140,7 +146,7 @@ class IssuerKeys:
                 if len(body) > MAX_DOCUMENT_BYTES:
                     raise ValueError(f"{url} sent more than {MAX_DOCUMENT_BYTES} bytes")
         try:
-            document = httpx.Response(200, content=body).json()
+            document = json.loads(body)
         except ValueError:
             raise ValueError(f"{url} did not send JSON") from None
         if not isinstance(document, dict):
@@ -159,6 +165,6 @@ def parse_keys(document: dict[str, Any]) -> dict[str, PyJWK]:
             continue
         try:
             keys[str(entry.get("kid", f"#{i}"))] = PyJWK(entry)
-        except PyJWKError as exc:
+        except (PyJWTError, ValueError, TypeError, KeyError) as exc:
             log.warning("skipping an unusable signing key %r: %s", entry.get("kid"), exc)
     return keys

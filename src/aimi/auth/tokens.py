@@ -159,7 +159,8 @@ class TokenVerifier:
                 f"token expired at {_when(exp)} (this server allows {self.leeway:.0f} s of clock skew); get a new token"
             ) from None
         except jwt.ImmatureSignatureError:
-            nbf = jwt.decode(token, options={"verify_signature": False}).get("nbf")
+            signed = jwt.decode(token, options={"verify_signature": False})
+            nbf = signed.get("nbf", signed.get("iat"))  # an iat in the future is refused alike
             raise rejected(
                 f"token not yet valid: not before {_when(nbf)} (this server allows {self.leeway:.0f} s of clock "
                 "skew); check the clocks"
