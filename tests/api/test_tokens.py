@@ -116,7 +116,7 @@ def test_every_route_refuses_a_bad_token_except_the_public_ones(server: InProces
                 assert_error(response, 401, "Unauthorized", message=UNTRUSTED)
 
 
-def test_a_token_has_the_inference_scope_only(server: InProcessServer, issuer: Issuer) -> None:
+def test_a_token_without_grants_may_not_read_metrics(server: InProcessServer, issuer: Issuer) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         response = client.get("/metrics", headers=bearer(issuer.token()))
     assert_error(response, 403, "Forbidden", message=f"token '{OID}' lacks the 'metrics' scope")
