@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,9 +51,9 @@ def wait_until(check: Callable[[], bool], timeout: float = 60, what: str = "cond
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, verify: ssl.SSLContext | bool = True) -> bool:
     try:
-        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        return httpx.get(f"{url}/health", timeout=1, verify=verify).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -150,8 +151,9 @@ class LiveServer:
 
 @contextlib.contextmanager
 def aimi_process(
-    home: Path, args: list[str], env: dict[str, str] | None = None, timeout: float = 300
+    home: Path, args: list[str], env: dict[str, str] | None = None, timeout: float = 300, ca_file: str | None = None
 ) -> Iterator[LiveServer]:
+    """``aimi serve`` with ``args``; with ``ca_file`` (the certificate of ``--ssl-certfile``), over https."""
     port = free_port()
     log = home / "serve.log"
     home.mkdir(parents=True, exist_ok=True)
@@ -164,13 +166,13 @@ def aimi_process(
             stderr=subprocess.STDOUT,
             env=environment,
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if ca_file else 'http'}://127.0.0.1:{port}"
     try:
 
         def ready() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"aimi serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            return _healthy(url)
+            return _healthy(url, ssl.create_default_context(cafile=ca_file) if ca_file else True)
 
         wait_until(ready, timeout, "aimi serve to become healthy")
         key_file = home / "api-key"
