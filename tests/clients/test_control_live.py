@@ -37,7 +37,11 @@ def answers(client: ChatCompletionsClient) -> bool:
 
 
 def test_a_key_made_over_the_api_works_with_the_sdk_rotates_and_is_revoked(server: LiveServer) -> None:
-    admin = httpx.Client(base_url=server.url, headers={"api-key": server.key}, timeout=30)
+    with httpx.Client(base_url=server.url, headers={"api-key": server.key}, timeout=30) as admin:
+        check_the_key_life(server, admin)
+
+
+def check_the_key_life(server: LiveServer, admin: httpx.Client) -> None:
     made = admin.post("/admin/keys", json={"name": "sdk-team", "scopes": ["inference"]})
     assert made.status_code == 201, made.text
     first = made.json()["key"]

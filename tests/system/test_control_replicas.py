@@ -62,8 +62,9 @@ def accepts(server: LiveServer, secret: str, model: str, status: int) -> bool:
     return chat(server, secret, model) == status
 
 
-def admin(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.url, headers={"api-key": server.key}, timeout=30)
+def admin(server: LiveServer, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """An admin request with the server's own (generated, every scope) key."""
+    return httpx.request(method, f"{server.url}{path}", headers={"api-key": server.key}, timeout=30, **kwargs)
 
 
 def aimi(database: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -84,13 +85,13 @@ def test_a_key_made_on_one_replica_works_on_the_other_and_revocation_reaches_bot
     tmp_path: Path, database: str
 ) -> None:
     with replicas(tmp_path, database) as (a, b):
-        made = admin(a).post("/admin/keys", json={"name": "shared"})
+        made = admin(a, "POST", "/admin/keys", json={"name": "shared"})
         assert made.status_code == 201, made.text
         secret = made.json()["key"]
         assert chat(a, secret) == 200
         took = seconds_until(lambda: chat(b, secret) == 200, 2 * REFRESH + 5, "replica b to accept the key")
         assert took < 2 * REFRESH + 5
-        revoked = admin(b).post("/admin/keys/shared/revoke")
+        revoked = admin(b, "POST", "/admin/keys/shared/revoke")
         assert revoked.status_code == 200, revoked.text
         assert chat(b, secret) == 401
         took = seconds_until(lambda: chat(a, secret) == 401, 2 * REFRESH + 5, "replica a to refuse the key")
@@ -102,13 +103,13 @@ def test_a_runtime_deployment_made_on_one_replica_is_served_by_both_and_removed_
 ) -> None:
     with replicas(tmp_path, database) as (a, b):
         model = tmp_path / "fake.gguf"
-        put = admin(a).put("/admin/deployments/extra", json={"model": str(model), "engine": "fake"})
+        put = admin(a, "PUT", "/admin/deployments/extra", json={"model": str(model), "engine": "fake"})
         assert put.status_code == 201, put.text
         wait_until(lambda: chat(b, b.key, "extra") == 200, 2 * REFRESH + 10, "replica b to serve it")
-        deleted = admin(b).delete("/admin/deployments/extra")
+        deleted = admin(b, "DELETE", "/admin/deployments/extra")
         assert deleted.status_code == 204
         wait_until(lambda: chat(a, a.key, "extra") == 404, 2 * REFRESH + 10, "replica a to drop it")
-        sources = {d["name"]: d["source"] for d in admin(a).get("/admin/deployments").json()["data"]}
+        sources = {d["name"]: d["source"] for d in admin(a, "GET", "/admin/deployments").json()["data"]}
         assert sources == {"chat": "file"}
 
 
@@ -180,7 +181,7 @@ def test_the_command_line_manages_runtime_deployments(tmp_path: Path, database: 
         listed = json.loads(aimi(database, home, "deployments", "list", "--format", "json").stdout)
         assert [(d["name"], d["config"]) for d in listed] == [("temp", {"model": str(model), "engine": "fake"})]
         assert listed[0]["expires_at"] is not None
-        health = admin(a).get("/health").json()
+        health = admin(a, "GET", "/health").json()
         assert health["expires"] == {"temp": listed[0]["expires_at"]}
         bad = aimi(database, home, "deployments", "create", "bad", "--engine", "fake")
         assert bad.returncode == 1 and bad.stderr.strip() == "aimi: model is required"
