@@ -306,12 +306,14 @@ def test_the_files_deployments_are_declarative(server: InProcessServer, admin: h
     put = admin.put(f"/admin/deployments/{name}", json={"model": fake_model(tmp_path), "engine": "fake"})
     assert_error(put, 409, "Conflict", param=None)
     assert put.json()["error"]["message"] == (
-        f"deployment {name!r} comes from the deployments file; change it there and reload"
+        f"deployment {name!r} is declared by the server's configuration (its deployments file or --model), "
+        "not at runtime; change it there"
     )
     delete = admin.delete(f"/admin/deployments/{name}")
     assert_error(delete, 409, "Conflict", param=None)
     assert delete.json()["error"]["message"] == (
-        f"deployment {name!r} comes from the deployments file; remove it there and reload"
+        f"deployment {name!r} is declared by the server's configuration (its deployments file or --model), "
+        "not at runtime; remove it there"
     )
 
 
@@ -384,8 +386,8 @@ def test_every_admin_change_is_an_audit_row_without_secrets(server: InProcessSer
     rows = audit_rows(admin, target=name)
     assert [(r["action"], r["outcome"], r["status"]) for r in rows] == [
         ("keys.revoke", "refused", 409),
-        ("keys.revoke", "ok", None),
-        ("keys.rotate", "ok", None),
+        ("keys.revoke", "ok", 200),
+        ("keys.rotate", "ok", 200),
         ("keys.create", "ok", 201),
     ]
     for row in rows:
@@ -412,3 +414,16 @@ def test_the_audit_log_filters_and_limits(admin: httpx.Client) -> None:
         ({"colour": "red"}, "colour"),
     ]:
         assert_error(admin.get("/admin/audit", params=query), 400, "invalid_request", param=param)
+
+
+def test_an_unreachable_database_is_a_503_and_inference_goes_on() -> None:
+    with server_on("postgresql://postgres@127.0.0.1:1/nowhere") as down, down.client() as admin:
+        for response in (
+            admin.post("/admin/keys", json={"name": "never"}),
+            admin.get("/admin/keys"),
+            admin.get("/admin/audit"),
+        ):
+            assert_error(response, 503, "ServiceUnavailable", param=None)
+            assert response.json()["error"]["message"] == "the control plane's database is unreachable; retry shortly"
+            assert response.headers["retry-after"] == "5"
+        assert chat_as(down, KEY).status_code == 200

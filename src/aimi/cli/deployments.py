@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "create":
             if _in_the_file(args.name):
-                return fail(f"deployment {args.name!r} comes from the deployments file; change it there and reload")
+                return fail(
+                    f"deployment {args.name!r} is declared by the deployments file, not at runtime; change it there"
+                )
             entry, expires = deployments.check(args.name, _fields(args))
             deployments.build(settings(), entry, lambda line: print(line, file=sys.stderr))
     except ApiError as exc:

@@ -137,7 +137,7 @@ def rotate(engine: Engine, name: str, grace_hours: float, actor: Actor) -> tuple
                 rotated_at=moment,
             )
         )
-        record(connection, actor, Entry("keys.rotate", name, detail={"grace_hours": grace_hours}))
+        record(connection, actor, Entry("keys.rotate", name, status=200, detail={"grace_hours": grace_hours}))
         return view(_found(connection, name), moment), secret
 
 
@@ -153,7 +153,7 @@ def revoke(engine: Engine, name: str, actor: Actor) -> dict[str, Any]:
             .where(managed_keys.c.name == name)
             .values(revoked_at=moment, previous_sha256=None, previous_expires_at=None)
         )
-        record(connection, actor, Entry("keys.revoke", name))
+        record(connection, actor, Entry("keys.revoke", name, status=200))
         return view(_found(connection, name), moment)
 
 

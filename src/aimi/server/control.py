@@ -52,6 +52,11 @@ async def _db(work: Callable[[], Any]) -> Any:
     """Run a database call in a thread; an unreachable database is a 503, never a 500."""
     try:
         return await asyncio.to_thread(work)
+    except sqlalchemy.exc.IntegrityError:
+        # Another replica wrote the same name between this one's check and its write.
+        raise ApiError(
+            "Conflict", "another request changed the same name at the same time; read it and retry"
+        ) from None
     except sqlalchemy.exc.OperationalError as exc:
         log.warning("control plane database call failed: %s", getattr(exc, "orig", None) or exc.__class__.__name__)
         raise service_unavailable("the control plane's database is unreachable; retry shortly", 5) from None
@@ -179,7 +184,11 @@ async def get_deployment(request: Request) -> Response:
 
 def _declared(control: ControlPlane, runtime: Runtime, name: str, doing: str) -> None:
     if name in control.file_names:
-        raise ApiError("Conflict", f"deployment {name!r} comes from the deployments file; {doing} it there and reload")
+        raise ApiError(
+            "Conflict",
+            f"deployment {name!r} is declared by the server's configuration (its deployments file or --model), "
+            f"not at runtime; {doing} it there",
+        )
     if name in {e.name for e in runtime.deployments.endpoints}:
         raise ApiError("Conflict", f"{name!r} names an endpoint of the deployments file")
 
