@@ -15,6 +15,7 @@ from typing import Any
 
 from aimi.auth.keys import ApiKey, KeyRing
 from aimi.auth.tokens import TokenVerifier
+from aimi.control.plane import ControlPlane
 from aimi.deployments.build import DeploymentSpec
 from aimi.deployments.registry import Deployments, Endpoint
 from aimi.quota.gate import Quotas
@@ -43,6 +44,8 @@ class Runtime:
     store: LedgerStore
     metrics: Metrics
     reloader: Callable[[], Served] | None = None
+    control: ControlPlane | None = None
+    """Managed keys and runtime deployments from the database; None when the server has no auth."""
     tracing: Any = None  # an OpenTelemetry TracerProvider, when traces are exported
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     """Tasks the server runs beside requests (model loads, retirements, shadow requests); cancelled at shutdown."""
