@@ -21,7 +21,7 @@ from aimi.deployments.build import (
     from_settings,
     keys_from_config,
 )
-from aimi.deployments.config import ConfigError, load_config
+from aimi.deployments.config import ConfigError, load_config, refuse_ray_fields
 from aimi.deployments.registry import Endpoint
 from aimi.deployments.sources import ModelSourceError, resolve
 from aimi.server import create_app
@@ -55,6 +55,14 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for the engine (default: all)")
     parser.add_argument("--name", dest="deployment_name", help="name to serve the model under")
     parser.add_argument("--config", type=Path, help="a deployments file (TOML): serve every deployment in it")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="serve the deployments file on a Ray cluster (its address; none: start a local one); "
+        "needs pip install 'aimi[ray]'",
+    )
     parser.set_defaults(run=run)
 
 
@@ -76,11 +84,16 @@ def _status(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _specs(settings: Settings) -> tuple[list[DeploymentSpec], list[ApiKey], list[Endpoint]] | int:
+def _specs(settings: Settings, ray: bool) -> tuple[list[DeploymentSpec], list[ApiKey], list[Endpoint]] | int:
     """The deployments to serve and the file's keys, or the exit code after saying why not."""
+    if ray and settings.config is None:
+        print("aimi: --ray serves a deployments file: give it with --config", file=sys.stderr)
+        return 2
     if settings.config is not None:
         try:
             config = load_config(settings.config)
+            if not ray:
+                refuse_ray_fields(config, str(settings.config))
             return from_config(settings, config, _status), keys_from_config(config), endpoints_from_config(config)
         except ConfigError as exc:
             print(f"aimi: {exc}", file=sys.stderr)
@@ -113,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"aimi: invalid settings: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    served = _specs(settings)
+    ray = getattr(args, "ray", None)
+    served = _specs(settings, ray is not None)
     if isinstance(served, int):
         return served
     specs, file_keys, endpoints = served
@@ -139,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
 
         def reloader() -> tuple[list[DeploymentSpec], list[str | ApiKey] | None, list[Endpoint]]:
             config = load_config(config_path)
+            if ray is None:
+                refuse_ray_fields(config, str(config_path))
             reloaded = from_config(settings, config, _status)
             file_keys = keys_from_config(config)
             # Keys come from the file when it has some, and from the flags as at start.
@@ -147,6 +163,16 @@ def run(args: argparse.Namespace) -> int:
                 ring = [*given, *file_keys]
             return reloaded, ring, endpoints_from_config(config)
 
+        if ray is not None:
+            from aimi.scale.app import Plan, plan
+            from aimi.scale.run import serve_on_ray
+
+            def planner() -> Plan:
+                config = load_config(config_path)
+                specs, ring, endpoints = reloader()
+                return plan(settings, specs, ring, endpoints, config.gateway, str(config_path))
+
+            return serve_on_ray(settings, ray or None, planner, _status)
         pid_file = settings.home / "aimi.pid"
         settings.home.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{os.getpid()}\n")

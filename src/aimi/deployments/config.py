@@ -102,6 +102,38 @@ class PricesConfig(_Strict):
     completion_per_1m: Annotated[float, Field(ge=0)] = 0.0
 
 
+class ScaleConfig(_Strict):
+    """How a deployment runs on a Ray cluster (``aimi serve --ray``): its engine pool's replicas,
+    what each needs, and whether it shares a pool with other deployments (multiplexed)."""
+
+    min_replicas: Annotated[int, Field(ge=0)] = 1
+    max_replicas: Annotated[int, Field(ge=1)] = 1
+    initial_replicas: Annotated[int, Field(ge=0)] | None = None
+    num_cpus: Annotated[float, Field(gt=0)] | None = None
+    num_gpus: Annotated[float, Field(ge=0)] = 0
+    resources: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    upscale_delay_s: Annotated[float, Field(ge=0)] = 0.0
+    downscale_delay_s: Annotated[float, Field(ge=0)] = 60.0
+    pool: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")] | None = None
+    models_per_replica: Annotated[int, Field(ge=1)] = 1
+    """``pool``: deployments naming the same pool share its replicas, each replica holding at most
+    ``models_per_replica`` of their models at once (the least recently used is unloaded first)."""
+
+    @field_validator("max_replicas")
+    @classmethod
+    def _at_least_min(cls, value: int, info: ValidationInfo) -> int:
+        if value < info.data.get("min_replicas", 0):
+            raise ValueError("must be at least min_replicas")
+        return value
+
+
+class GatewayConfig(_Strict):
+    """The gateway on a Ray cluster: how many replicas run the HTTP app, and what each needs."""
+
+    replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    num_cpus: Annotated[float, Field(gt=0)] = 1.0
+
+
 class DeploymentConfig(_Strict):
     """One deployment of the file."""
 
@@ -119,6 +151,7 @@ class DeploymentConfig(_Strict):
     quota: QuotaLimits | None = None
     prices: PricesConfig | None = None
     safety: SafetyPolicy | None = None
+    scale: ScaleConfig | None = None
 
     @field_validator("engine_options")
     @classmethod
@@ -160,6 +193,7 @@ class FileConfig(_Strict):
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
+    gateway: GatewayConfig | None = None
 
 
 def engine_rules(engine: str | None) -> type[EngineOptions]:
@@ -249,6 +283,18 @@ def parse_config(text: str, source: str = "config") -> FileConfig:
         if unknown:
             raise ConfigError(f"{where}.deployments: no deployment named {', '.join(map(repr, unknown))}")
     return config
+
+
+def refuse_ray_fields(config: FileConfig, source: str) -> None:
+    """A :class:`ConfigError` for the fields only a Ray cluster can honour, when serving without one."""
+    places = [f"deployments[{i}] ({d.name!r}).scale" for i, d in enumerate(config.deployments) if d.scale is not None]
+    if config.gateway is not None:
+        places.append("gateway")
+    if places:
+        raise ConfigError(
+            f"{source}: {', '.join(places)}: only a Ray cluster can honour this; serve with "
+            f"`aimi serve --config {source} --ray` (pip install 'aimi[ray]'), or remove it"
+        )
 
 
 def load_config(path: Path) -> FileConfig:
