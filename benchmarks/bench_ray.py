@@ -145,12 +145,16 @@ def main() -> int:
         }
         for name, kinds in results.items()
     }
-    print(f"{'server':<12} {'json p50':>9} {'json p90':>9} {'stream p50':>11} {'stream p90':>11}  added p50 (json/stream)")
+    print(
+        f"{'server':<12} {'json p50':>9} {'json p90':>9} {'stream p50':>11} {'stream p90':>11}  added p50 (json/stream)"
+    )
     base = summary.get("uvicorn")
     for name, kinds in summary.items():
         added = ""
         if base is not None and name != "uvicorn":
-            added = f"+{kinds['json']['p50'] - base['json']['p50']:.2f} / +{kinds['stream']['p50'] - base['stream']['p50']:.2f} ms"
+            json_added = kinds["json"]["p50"] - base["json"]["p50"]
+            stream_added = kinds["stream"]["p50"] - base["stream"]["p50"]
+            added = f"{json_added:+.2f} / {stream_added:+.2f} ms"
         print(
             f"{name:<12} {kinds['json']['p50']:>9.2f} {kinds['json']['p90']:>9.2f} "
             f"{kinds['stream']['p50']:>11.2f} {kinds['stream']['p90']:>11.2f}  {added}"

@@ -26,10 +26,36 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "examples" / "kuberay" / "rayservice.yaml"
-SPEC_FIELDS = {"serveConfigV2", "rayClusterConfig", "serviceUnhealthySecondThreshold", "deploymentUnhealthySecondThreshold", "upgradeStrategy", "excludeHeadPodFromServeSvc"}
-CLUSTER_FIELDS = {"rayVersion", "enableInTreeAutoscaling", "autoscalerOptions", "headGroupSpec", "workerGroupSpecs", "headServiceAnnotations", "suspend"}
+SPEC_FIELDS = {
+    "serveConfigV2",
+    "rayClusterConfig",
+    "serviceUnhealthySecondThreshold",
+    "deploymentUnhealthySecondThreshold",
+    "upgradeStrategy",
+    "excludeHeadPodFromServeSvc",
+}
+CLUSTER_FIELDS = {
+    "rayVersion",
+    "enableInTreeAutoscaling",
+    "autoscalerOptions",
+    "headGroupSpec",
+    "workerGroupSpecs",
+    "headServiceAnnotations",
+    "suspend",
+}
 HEAD_FIELDS = {"rayStartParams", "template", "serviceType", "headService", "enableIngress"}
-WORKER_FIELDS = {"groupName", "replicas", "minReplicas", "maxReplicas", "rayStartParams", "template", "scaleStrategy", "numOfHosts", "suspend", "idleTimeoutSeconds"}
+WORKER_FIELDS = {
+    "groupName",
+    "replicas",
+    "minReplicas",
+    "maxReplicas",
+    "rayStartParams",
+    "template",
+    "scaleStrategy",
+    "numOfHosts",
+    "suspend",
+    "idleTimeoutSeconds",
+}
 
 
 class Problem(Exception):
@@ -73,12 +99,12 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
 
 
 def check(path: Path) -> list[str]:
-    from ray import __version__ as ray_version
     from ray.serve.schema import ServeDeploySchema
 
     from aimi.deployments.config import GatewayConfig, parse_config
     from aimi.scale.app import check_gateway
     from aimi.settings import Settings
+    from ray import __version__ as ray_version
 
     documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
     services = [d for d in documents if d.get("kind") == "RayService"]
@@ -101,7 +127,10 @@ def check(path: Path) -> list[str]:
     for app in serve_config.applications:
         module, _, attribute = app.import_path.partition(":")
         builder = getattr(importlib.import_module(module), attribute)
-        _need(callable(builder) and module.startswith("aimi.scale"), f"{app.name}: {app.import_path} is not aimi's builder")
+        _need(
+            callable(builder) and module.startswith("aimi.scale"),
+            f"{app.name}: {app.import_path} is not aimi's builder",
+        )
         config_path = Path(str((app.args or {}).get("config", "")))
         _need(config_path.is_absolute(), f"{app.name}: args.config must be an absolute path in the pods")
         for where, template in templates:

@@ -14,7 +14,7 @@ from aimi.settings import Settings
 from tests.conftest import KEY
 
 HEADERS = {"api-key": KEY}
-GATEWAY = '\n[gateway]\nnum_cpus = 0.2\n'
+GATEWAY = "\n[gateway]\nnum_cpus = 0.2\n"
 DEPLOY_TIMEOUT = 180
 
 

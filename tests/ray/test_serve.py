@@ -83,7 +83,12 @@ def test_the_fake_pool_answers_both_surfaces_streamed_as_whole(ray_cluster: int,
     assert streamed == DEFAULT_TEXT
     text, chunks = _stream_text(url, "/chat/completions", CHAT)
     assert text == DEFAULT_TEXT
-    assert chunks[-1]["usage"] == whole.usage.model_dump() if whole.usage else False
+    assert whole.usage is not None
+    usage = chunks[-1]["usage"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (
+        whole.usage.prompt_tokens,
+        whole.usage.completion_tokens,
+    )
     info = httpx.get(f"{url}/info", headers=HEADERS, timeout=10)
     assert (info.status_code, info.json()["model_type"]) == (200, "chat-completions")
     unauthorized = httpx.post(f"{url}/v1/chat/completions", json={**CHAT, "model": "chat"}, timeout=10)
@@ -119,16 +124,24 @@ def test_a_full_pool_at_its_maximum_answers_429_with_retry_after(ray_cluster: in
         fake_file(model, options="hang = true", limits="max_queue = 1").replace("slots = 2", "slots = 1") + GATEWAY,
     )
     stop = threading.Event()
+    holders: list[threading.Thread] = []
 
     def hold() -> None:
         with contextlib.suppress(httpx.HTTPError), httpx.Client(headers=HEADERS, timeout=60) as http:
             with http.stream("POST", f"{url}/chat/completions", json={**CHAT, "stream": True}):
                 stop.wait(60)
 
-    holders = [threading.Thread(target=hold, daemon=True) for _ in range(3)]
+    def held() -> bool:
+        """One more request that stays unanswered (one refused while the others got in is redone)."""
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        holders.append(holder)
+        holder.join(timeout=1.5)
+        return holder.is_alive()
+
     try:
-        for holder in holders:
-            holder.start()
+        for _ in range(3):  # the two the replica takes, and the one the queue holds
+            wait_for(held, 60, "a request to be held")
         refused: list[httpx.Response] = []
 
         def refuses() -> bool:
@@ -146,21 +159,21 @@ def test_a_full_pool_at_its_maximum_answers_429_with_retry_after(ray_cluster: in
             "error": {
                 "code": "TooManyRequests",
                 "message": "the engine pool is at its limit of replicas and every one is full; retry later",
-                "type": "invalid_request_error",
+                "type": "rate_limit_error",
                 "param": None,
             }
         }
     finally:
-        stop.set()
-        for holder in holders:
-            holder.join(timeout=30)
+        stop.set()  # the held requests end with the application (the cleanup fixture)
 
 
 @pytest.mark.usefixtures("cleanup")
 def test_a_replica_killed_mid_stream_ends_it_with_the_error_frame_and_the_next_is_served(
     ray_cluster: int, tmp_path: Path, model: Path
 ) -> None:
-    url = deploy(ray_cluster, tmp_path, fake_file(model, options=f'text = "{SLOW_TEXT}"\ntokens_per_second = 10') + GATEWAY)
+    url = deploy(
+        ray_cluster, tmp_path, fake_file(model, options=f'text = "{SLOW_TEXT}"\ntokens_per_second = 10') + GATEWAY
+    )
     (replica,) = replicas("engine-chat")
     received = b""
     with (
@@ -183,10 +196,14 @@ def test_a_replica_killed_mid_stream_ends_it_with_the_error_frame_and_the_next_i
             "param": None,
         }
     }
-    text = "".join(c["choices"][0]["delta"]["content"] for c in sse_payloads(b"\n\n".join(events) + b"\n\n", done=False))
+    text = "".join(
+        c["choices"][0]["delta"]["content"] for c in sse_payloads(b"\n\n".join(events) + b"\n\n", done=False)
+    )
     assert SLOW_TEXT.startswith(text) and text != SLOW_TEXT
     # Serve replaces the replica; the next request is served whole.
-    wait_for(lambda: any(r["replica_id"] != replica["replica_id"] for r in replicas("engine-chat")), 90, "a new replica")
+    wait_for(
+        lambda: any(r["replica_id"] != replica["replica_id"] for r in replicas("engine-chat")), 90, "a new replica"
+    )
     text, _ = _stream_text(url, "/chat/completions", {**CHAT, "max_tokens": 3})
     assert text == "word0 word1 word2 "
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,7 @@ def _specs(tmp_path: Path, text: str = SCALED) -> list[DeploymentSpec]:
 
 
 def test_plain_serve_refuses_the_ray_fields_naming_each(tmp_path: Path) -> None:
-    config = parse_config(SCALED + '\n[gateway]\nreplicas = 1\n', "aimi.toml")
+    config = parse_config(SCALED + "\n[gateway]\nreplicas = 1\n", "aimi.toml")
     with pytest.raises(ConfigError) as caught:
         refuse_ray_fields(config, "aimi.toml")
     assert str(caught.value) == (
@@ -86,7 +87,10 @@ def test_a_scale_field_out_of_range_names_its_place() -> None:
     text = '[[deployments]]\nname = "c"\nmodel = "m.gguf"\n[deployments.scale]\nmin_replicas = 3\nmax_replicas = 2\n'
     with pytest.raises(ConfigError) as caught:
         parse_config(text)
-    assert str(caught.value) == "config: deployments[0] ('c').scale.max_replicas: Value error, must be at least min_replicas"
+    assert (
+        str(caught.value)
+        == "config: deployments[0] ('c').scale.max_replicas: Value error, must be at least min_replicas"
+    )
 
 
 def test_each_deployment_gets_a_pool_and_shared_ones_one_multiplexed_pool(tmp_path: Path) -> None:
@@ -138,7 +142,7 @@ def test_deployments_sharing_a_pool_must_scale_alike(tmp_path: Path) -> None:
     ],
 )
 def test_several_gateway_replicas_need_redis_and_postgres(
-    tmp_path: Path, settings: dict[str, str], missing: str
+    tmp_path: Path, settings: dict[str, Any], missing: str
 ) -> None:
     config = parse_config(SCALED + "\n[gateway]\nreplicas = 2\n", "aimi.toml")
     with pytest.raises(ConfigError) as caught:
@@ -147,6 +151,6 @@ def test_several_gateway_replicas_need_redis_and_postgres(
         "aimi.toml: gateway.replicas = 2: several gateway replicas must share their quotas and their usage ledger; "
         f"set {missing}, or serve with gateway.replicas = 1"
     )
-    both = {"quota_backend": "redis", "database_url": "postgresql://db/aimi"}
+    both: dict[str, Any] = {"quota_backend": "redis", "database_url": "postgresql://db/aimi"}
     planned = plan(Settings(home=tmp_path, **both), _specs(tmp_path), None, [], config.gateway, "aimi.toml")
     assert planned.gateway.replicas == 2

@@ -19,8 +19,8 @@ Ray is imported only when the engine starts.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import ConfigDict
@@ -167,7 +167,9 @@ def _translate(exc: BaseException) -> RequestFailed | EngineDead | None:
 
     if isinstance(exc, BackPressureError):
         wait = exc.retry_after_s if exc.retry_after_s is not None else 1.0
-        return EngineBusy("the engine pool is at its limit of replicas and every one is full; retry later", retry_after=wait)
+        return EngineBusy(
+            "the engine pool is at its limit of replicas and every one is full; retry later", retry_after=wait
+        )
     if isinstance(exc, DeploymentUnavailableError):
         return EngineDead(f"the engine pool is unavailable: {exc}")
     if isinstance(exc, RayError | RayServeException):

@@ -220,8 +220,9 @@ class Gateway:
 
 def application(planned: Plan, cache_dir: str | None = None) -> Any:
     """The Serve application of ``planned``: ``serve.run`` it (under :data:`APP_NAME`)."""
-    from ray import serve
     from ray.serve.config import BackpressureConfig
+
+    from ray import serve
 
     cache = cache_dir or str(planned.settings.cache_dir)
     bound = []

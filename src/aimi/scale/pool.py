@@ -17,7 +17,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aimi.engines import build_engine
 from aimi.engines.api import (
@@ -212,4 +211,3 @@ class EnginePool:
     async def __del__(self) -> None:
         if self.single is not None:
             await self.single.engine.close()
-

@@ -15,6 +15,7 @@ from aimi.deployments.config import ConfigError
 from aimi.scale.app import APP_NAME, GATEWAY, Plan, application
 from aimi.settings import Settings
 
+
 def direct_ingress_urls(app_name: str = APP_NAME) -> list[str]:
     """The gateway replicas' own HTTP addresses, when Serve runs with direct ingress
     (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``): no proxy between a client and aimi there."""
@@ -30,7 +31,9 @@ def direct_ingress_urls(app_name: str = APP_NAME) -> list[str]:
     return urls
 
 
-def serve_on_ray(settings: Settings, address: str | None, planner: Callable[[], Plan], status: Callable[[str], None]) -> int:
+def serve_on_ray(
+    settings: Settings, address: str | None, planner: Callable[[], Plan], status: Callable[[str], None]
+) -> int:
     """Serve what ``planner`` plans (it reads the file again on SIGHUP) until told to stop."""
     try:
         import ray
@@ -49,7 +52,12 @@ def serve_on_ray(settings: Settings, address: str | None, planner: Callable[[], 
     reload = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: (reload.set(), stop.set()))
+
+    def on_hup(*_: object) -> None:
+        reload.set()
+        stop.set()
+
+    signal.signal(signal.SIGHUP, on_hup)
     try:
         serve.start(http_options={"host": settings.host, "port": settings.port})
         serve.run(application(planned), name=APP_NAME, route_prefix="/", blocking=False)
