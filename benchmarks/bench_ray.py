@@ -44,6 +44,8 @@ text = "one two three four five six seven eight nine ten"
 [deployments.quota]
 requests_per_minute = 0
 tokens_per_minute = 0
+"""
+ON_RAY = """
 [deployments.scale]
 num_cpus = 0.5
 [gateway]
@@ -60,8 +62,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(name: str, config: Path, home: Path, log: Path) -> Iterator[str]:
+def server(name: str, root: Path, home: Path, log: Path) -> Iterator[str]:
     """One server up; its URL (for ray-direct, the gateway replica's own)."""
+    config = root / ("aimi.toml" if name == "uvicorn" else "aimi-ray.toml")
     port = free_port()
     env = {**os.environ, "AIMI_HOME": str(home), "AIMI_API_KEY": KEY, "AIMI_LOG_LEVEL": "warning"}
     command = [sys.executable, "-m", "aimi", "serve", "--config", str(config), "--port", str(port)]
@@ -129,13 +132,13 @@ def main() -> int:
         root = Path(tmp)
         model = root / "stand-in.gguf"
         model.write_bytes(b"GGUF")
-        config = root / "aimi.toml"
-        config.write_text(FILE.format(model=model))
+        (root / "aimi.toml").write_text(FILE.format(model=model))
+        (root / "aimi-ray.toml").write_text(FILE.format(model=model) + ON_RAY)
         for round_ in range(args.rounds):
             order = names if round_ % 2 == 0 else list(reversed(names))
             for name in order:
                 print(f"round {round_ + 1}: {name}", file=sys.stderr, flush=True)
-                with server(name, config, root / f"home-{name}", root / f"{name}-{round_}.log") as url:
+                with server(name, root, root / f"home-{name}", root / f"{name}-{round_}.log") as url:
                     for kind in ("json", "stream"):
                         results[name][kind] += timed(url, args.requests, kind == "stream")
     summary = {

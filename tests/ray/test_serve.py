@@ -29,6 +29,7 @@ pytestmark = pytest.mark.ray
 
 CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
 SLOW_TEXT = " ".join(f"word{i}" for i in range(40))
+HOLD = 20.0
 
 
 def fake_file(model: Path, name: str = "chat", options: str = "", scale: str = "", limits: str = "") -> str:
@@ -127,9 +128,10 @@ def test_a_full_pool_at_its_maximum_answers_429_with_retry_after(ray_cluster: in
     holders: list[threading.Thread] = []
 
     def hold() -> None:
-        with contextlib.suppress(httpx.HTTPError), httpx.Client(headers=HEADERS, timeout=60) as http:
+        # Held until the client gives up: then the gateway cancels it, and the pool's engine stops.
+        with contextlib.suppress(httpx.HTTPError), httpx.Client(headers=HEADERS, timeout=HOLD) as http:
             with http.stream("POST", f"{url}/chat/completions", json={**CHAT, "stream": True}):
-                stop.wait(60)
+                stop.wait(HOLD)
 
     def held() -> bool:
         """One more request that stays unanswered (one refused while the others got in is redone)."""
@@ -164,7 +166,9 @@ def test_a_full_pool_at_its_maximum_answers_429_with_retry_after(ray_cluster: in
             }
         }
     finally:
-        stop.set()  # the held requests end with the application (the cleanup fixture)
+        stop.set()
+        for holder in holders:
+            holder.join(timeout=HOLD + 10)
 
 
 @pytest.mark.usefixtures("cleanup")

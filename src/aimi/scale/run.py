@@ -16,9 +16,10 @@ from aimi.scale.app import APP_NAME, GATEWAY, Plan, application
 from aimi.settings import Settings
 
 
-def direct_ingress_urls(app_name: str = APP_NAME) -> list[str]:
+def direct_ingress_urls(host: str, app_name: str = APP_NAME) -> list[str]:
     """The gateway replicas' own HTTP addresses, when Serve runs with direct ingress
-    (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``): no proxy between a client and aimi there."""
+    (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``): no proxy between a client and aimi there. Replicas
+    listen on ``host`` (the node's address when it is every interface)."""
     from ray.serve.context import _get_global_client
 
     details: dict[str, Any] = _get_global_client().get_serve_details()
@@ -27,7 +28,9 @@ def direct_ingress_urls(app_name: str = APP_NAME) -> list[str]:
         if group.get("app_name") == app_name and str(group.get("protocol")).upper().endswith("HTTP"):
             for target in group.get("targets", []):
                 if GATEWAY in str(target.get("name", "")) or group.get("ingress_deployment_name") == GATEWAY:
-                    urls.append(f"http://{target['ip']}:{target['port']}")
+                    address = target["ip"] if host in ("0.0.0.0", "::") else host
+                    shown = f"[{address}]" if ":" in address else address
+                    urls.append(f"http://{shown}:{target['port']}")
     return urls
 
 
@@ -68,7 +71,7 @@ def serve_on_ray(
             f"(Azure: {url}/models, OpenAI: {url}/v1; {len(planned.pools)} engine pool(s), "
             f"{planned.gateway.replicas} gateway replica(s))"
         )
-        for direct in direct_ingress_urls():
+        for direct in direct_ingress_urls(settings.host):
             status(f"aimi: gateway replica at {direct} (direct ingress)")
         while True:
             stop.wait()
