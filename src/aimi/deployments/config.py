@@ -26,6 +26,10 @@ TOML (read with the standard library's ``tomllib``), one ``[[deployments]]`` tab
     prompt_per_1m = 0.15
     completion_per_1m = 0.60
 
+    [deployments.scale]                  # optional, only with `aimi serve --ray`: its engine pool on Ray
+    min_replicas = 0                     # scale to zero when idle
+    max_replicas = 4
+
     [deployments.safety]                 # optional: content safety on prompts and completions
     violence = "low"                     # the lowest severity blocked, per category ("off": never)
     jailbreak = true
@@ -47,6 +51,9 @@ TOML (read with the standard library's ``tomllib``), one ``[[deployments]]`` tab
     [deployments.engine_options]
     url = "http://10.0.0.5:8000/v1"
     api_key_env = "REMOTE_KEY"           # the upstream's key comes from the environment
+
+A top-level ``[gateway]`` table (``replicas``, ``num_cpus``) sizes the gateway on Ray, like
+``[deployments.scale]`` refused without it (see docs/scale-out.md).
 
 Every mistake is reported with the deployment and the field: ``deployments[1] ('remote').engine_options.url``.
 """
