@@ -65,6 +65,11 @@ def replicas(deployment: str, state: str = "RUNNING") -> list[dict[str, Any]]:
     return [r for r in app["deployments"][deployment]["replicas"] if r["state"] == state]
 
 
+def replaced(deployment: str, old: dict[str, Any]) -> bool:
+    """Whether a replica other than ``old`` runs for ``deployment``."""
+    return any(r["replica_id"] != old["replica_id"] for r in replicas(deployment))
+
+
 def kill_replica(replica: dict[str, Any]) -> None:
     import ray
 

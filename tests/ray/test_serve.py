@@ -23,7 +23,7 @@ from aimi.engines.fake import DEFAULT_TEXT
 from aimi.settings import DEFAULT_MODEL
 from tests.api.helpers import sse_payloads
 from tests.conftest import KEY
-from tests.ray.helpers import GATEWAY, HEADERS, deploy, kill_replica, replicas, undeploy, wait_for
+from tests.ray.helpers import GATEWAY, HEADERS, deploy, kill_replica, replaced, replicas, undeploy, wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -205,11 +205,34 @@ def test_a_replica_killed_mid_stream_ends_it_with_the_error_frame_and_the_next_i
     )
     assert SLOW_TEXT.startswith(text) and text != SLOW_TEXT
     # Serve replaces the replica; the next request is served whole.
-    wait_for(
-        lambda: any(r["replica_id"] != replica["replica_id"] for r in replicas("engine-chat")), 90, "a new replica"
-    )
+    wait_for(lambda: replaced("engine-chat", replica), 90, "a new replica")
     text, _ = _stream_text(url, "/chat/completions", {**CHAT, "max_tokens": 3})
     assert text == "word0 word1 word2 "
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_an_engine_dying_in_a_replica_ends_its_stream_and_serve_replaces_the_replica(
+    ray_cluster: int, tmp_path: Path, model: Path
+) -> None:
+    url = deploy(ray_cluster, tmp_path, fake_file(model, options="die_after = 3") + GATEWAY)
+    (replica,) = replicas("engine-chat")
+    with (
+        httpx.Client(headers=HEADERS, timeout=60) as http,
+        http.stream("POST", f"{url}/chat/completions", json={**CHAT, "stream": True}) as response,
+    ):
+        assert response.status_code == 200
+        received = b""
+        with contextlib.suppress(httpx.RemoteProtocolError):
+            for chunk in response.iter_raw():
+                received += chunk
+    assert b"[DONE]" not in received
+    *events, last = received[:-2].split(b"\n\n")
+    assert json.loads(last.removeprefix(b"data: "))["error"]["code"] == "engine_error"
+    chunks = sse_payloads(b"\n\n".join(events) + b"\n\n", done=False)
+    assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "Hello from the "
+    # The pool's replica fails its health check and is replaced; the gateway's deployment stays up.
+    wait_for(lambda: replaced("engine-chat", replica), 90, "a new replica")
+    assert httpx.get(f"{url}/health", headers=HEADERS, timeout=10).status_code == 200
 
 
 @pytest.mark.usefixtures("cleanup")

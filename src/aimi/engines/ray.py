@@ -8,8 +8,9 @@ already answers:
 
 * the pool at its ``max_replicas``, each replica full, and its queue too (Ray's back-pressure):
   :class:`EngineBusy`, a 429 with ``Retry-After``, before any byte of the answer;
-* a replica that dies while it streams: :class:`RequestFailed`, so the stream ends with the error
-  frame; Serve replaces the replica and the next request goes to a live one;
+* a replica that dies while it streams, or whose engine dies: :class:`RequestFailed`, so the
+  stream ends with the error frame; Serve replaces the replica (its health check fails) and the
+  next request goes to a live one, while the gateway's deployment stays up;
 * the client gone, the deadline passed: the stream's ``finally`` cancels the call, and the
   replica's ``finally`` stops the engine's work.
 
@@ -113,7 +114,7 @@ class RayEngine:
         try:
             async for item in _mapped(response):
                 if isinstance(item, Failure):
-                    raise item.error()
+                    raise _failed(item)
                 self._events += sum(1 for event in item if isinstance(event, TextDelta))
                 for event in item:
                     yield event
@@ -129,7 +130,7 @@ class RayEngine:
 
         result = await _mapped_call(call)
         if isinstance(result, Failure):
-            raise result.error()
+            raise _failed(result)
         return result
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
@@ -158,6 +159,15 @@ class RayEngine:
             response.cancel()
         self._streams.clear()
         self._state = EngineState.LOADING
+
+
+def _failed(failure: Any) -> RequestFailed:
+    """The gateway's failure for one a replica reported: its engine dying ends this request only,
+    since Serve replaces the replica (its health check fails) while the pool serves on."""
+    if failure.dead:
+        return RequestFailed(REPLICA_LOST)
+    error: RequestFailed = failure.error()
+    return error
 
 
 def _translate(exc: BaseException) -> RequestFailed | EngineDead | None:
