@@ -14,6 +14,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from aimi.auth.keys import ApiKey, load_or_create_key
+from aimi.auth.oidc import token_policy
 from aimi.deployments.build import (
     DeploymentSpec,
     endpoints_from_config,
@@ -24,6 +25,7 @@ from aimi.deployments.build import (
 from aimi.deployments.config import ConfigError, load_config, refuse_ray_fields
 from aimi.deployments.registry import Endpoint
 from aimi.deployments.sources import ModelSourceError, resolve
+from aimi.runtime import runtime_of
 from aimi.server import create_app
 from aimi.server.listen import uvicorn_config
 from aimi.settings import Settings
@@ -63,6 +65,8 @@ def add_parser(commands: Any) -> None:
         help="serve the deployments file on a Ray cluster (its address; none: start a local one); "
         "needs pip install 'aimi[ray]'",
     )
+    parser.add_argument("--ssl-certfile", type=Path, metavar="PEM", help="serve https with this certificate")
+    parser.add_argument("--ssl-keyfile", type=Path, metavar="PEM", help="the private key of --ssl-certfile")
     parser.set_defaults(run=run)
 
 
@@ -126,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"aimi: invalid settings: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
+        print("aimi: give both --ssl-certfile and --ssl-keyfile, or neither", file=sys.stderr)
+        return 2
     ray = getattr(args, "ray", None)
     served = _specs(settings, ray is not None)
     if isinstance(served, int):
@@ -161,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
             ring: list[str | ApiKey] | None = fixed
             if fixed is not None and file_keys:
                 ring = [*given, *file_keys]
+            tokens.policy = token_policy(settings, config.auth)
             return reloaded, ring, endpoints_from_config(config)
 
         if ray is not None:
@@ -169,14 +177,27 @@ def run(args: argparse.Namespace) -> int:
 
             def planner() -> Plan:
                 config = load_config(config_path)
-                specs, ring, endpoints = reloader()
-                return plan(settings, specs, ring, endpoints, config.gateway, str(config_path))
+                file_keys = keys_from_config(config)
+                ring: list[str | ApiKey] | None = fixed
+                if fixed is not None and file_keys:
+                    ring = [*given, *file_keys]
+                specs = from_config(settings, config, _status)
+                endpoints = endpoints_from_config(config)
+                return plan(settings, specs, ring, endpoints, config.gateway, str(config_path), config.auth)
 
             return serve_on_ray(settings, ray or None, planner, _status)
         pid_file = settings.home / "aimi.pid"
         settings.home.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{os.getpid()}\n")
     app = create_app(settings, specs, keys, endpoints, reloader)
+    tokens = runtime_of(app).tokens
+    if settings.config is not None:
+        try:
+            tokens.policy = token_policy(settings, load_config(settings.config).auth)
+        except (ConfigError, ValueError) as exc:
+            print(f"aimi: {exc}", file=sys.stderr)
+            return 2
+    scheme = "https" if settings.ssl_certfile is not None else "http"
     server = uvicorn.Server(uvicorn_config(app, settings))
 
     original_startup = server.startup
@@ -187,8 +208,8 @@ def run(args: argparse.Namespace) -> int:
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             print(
-                f"aimi: serving {', '.join(s.display_name for s in specs)} at http://{shown}:{port} "
-                f"(Azure: http://{shown}:{port}/models, OpenAI: http://{shown}:{port}/v1)",
+                f"aimi: serving {', '.join(s.display_name for s in specs)} at {scheme}://{shown}:{port} "
+                f"(Azure: {scheme}://{shown}:{port}/models, OpenAI: {scheme}://{shown}:{port}/v1)",
                 file=sys.stderr,
                 flush=True,
             )

@@ -45,6 +45,10 @@ TOML (read with the standard library's ``tomllib``), one ``[[deployments]]`` tab
     [keys.quota]                         # optional: the key's own limits, on top of the deployment's
     requests_per_minute = 60
 
+    [auth.oidc]                          # optional: signed tokens (Entra ID), see aimi.auth.oidc
+    [[auth.oidc.issuers]]
+    url = "https://login.microsoftonline.com/<tenant-id>/v2.0"
+
     [[deployments]]
     name = "remote"
     engine = "upstream"                  # an OpenAI-compatible server elsewhere
@@ -66,6 +70,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from aimi.auth.oidc import AuthConfig, check_grants
 from aimi.deployments.limits import Limits, SamplingDefaults
 from aimi.engines import ENGINES, engine_options
 from aimi.engines.options import EngineOptions
@@ -201,6 +206,7 @@ class FileConfig(_Strict):
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
     gateway: GatewayConfig | None = None
+    auth: AuthConfig | None = None
 
 
 def engine_rules(engine: str | None) -> type[EngineOptions]:
@@ -289,6 +295,9 @@ def parse_config(text: str, source: str = "config") -> FileConfig:
         unknown = sorted(set(key.deployments or ()) - set(names))
         if unknown:
             raise ConfigError(f"{where}.deployments: no deployment named {', '.join(map(repr, unknown))}")
+    problem = check_grants(config.auth, names, source)
+    if problem is not None:
+        raise ConfigError(problem)
     return config
 
 

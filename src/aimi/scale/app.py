@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from aimi.auth.keys import ApiKey
+from aimi.auth.oidc import AuthConfig
 from aimi.deployments.build import DeploymentSpec, endpoints_from_config, from_config, keys_from_config
 from aimi.deployments.config import ConfigError, FileConfig, GatewayConfig, ScaleConfig, load_config
 from aimi.deployments.registry import Endpoint
@@ -110,6 +111,8 @@ class Plan:
     endpoints: list[Endpoint]
     pools: list[PoolPlan]
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    auth: AuthConfig | None = None
+    """The file's ``[auth]`` table: the gateway's bearer-token policy."""
 
 
 def _pool_name(spec: DeploymentSpec) -> str:
@@ -140,6 +143,7 @@ def plan(
     endpoints: Sequence[Endpoint],
     gateway: GatewayConfig | None = None,
     source: str = "config",
+    auth: AuthConfig | None = None,
 ) -> Plan:
     """Place every deployment of ``specs`` in a pool and point the gateway's engines at them."""
     gateway = gateway or GatewayConfig()
@@ -188,7 +192,8 @@ def plan(
                 "start_timeout": settings.request_timeout,
             }
             gateway_specs.append(replace(m, engine=RAY_ENGINE, engine_config=EngineConfig(options=options)))
-    return Plan(settings, gateway_specs, list(keys) if keys is not None else None, list(endpoints), pools, gateway)
+    ring = list(keys) if keys is not None else None
+    return Plan(settings, gateway_specs, ring, list(endpoints), pools, gateway, auth)
 
 
 def _is_path(spec: DeploymentSpec) -> bool:
@@ -206,16 +211,21 @@ class Gateway:
         specs: list[DeploymentSpec],
         keys: list[str | ApiKey] | None,
         endpoints: list[Endpoint],
+        auth: AuthConfig | None,
         *pools: Any,
     ) -> None:
         # ``pools``: the pools' handles, bound so that Serve deploys the pools with the gateway.
-        self._served = (settings, specs, keys, endpoints)
+        self._served = (settings, specs, keys, endpoints, auth)
 
     def __serve_build_asgi_app__(self) -> Any:
+        from aimi.auth.oidc import token_policy
+        from aimi.runtime import runtime_of
         from aimi.server import create_app
 
-        settings, specs, keys, endpoints = self._served
-        return create_app(settings, specs, keys, endpoints)
+        settings, specs, keys, endpoints, auth = self._served
+        app = create_app(settings, specs, keys, endpoints)
+        runtime_of(app).tokens.policy = token_policy(settings, auth)
+        return app
 
 
 def application(planned: Plan, cache_dir: str | None = None) -> Any:
@@ -241,7 +251,7 @@ def application(planned: Plan, cache_dir: str | None = None) -> Any:
     )
     # The pools are bound to the gateway so that Serve deploys them with it; the gateway reaches
     # them by name (see RayEngine.start).
-    return gateway.bind(planned.settings, planned.specs, planned.keys, planned.endpoints, *bound)
+    return gateway.bind(planned.settings, planned.specs, planned.keys, planned.endpoints, planned.auth, *bound)
 
 
 def from_file(
@@ -252,7 +262,7 @@ def from_file(
     specs = from_config(settings, config, status)
     file_keys = keys_from_config(config)
     ring: list[str | ApiKey] | None = None if keys is None and not file_keys else [*(keys or []), *file_keys]
-    return plan(settings, specs, ring, endpoints_from_config(config), config.gateway, str(path))
+    return plan(settings, specs, ring, endpoints_from_config(config), config.gateway, str(path), config.auth)
 
 
 def build(args: dict[str, str]) -> Any:
