@@ -22,7 +22,7 @@ from aimi.deployments.build import (
     from_settings,
     keys_from_config,
 )
-from aimi.deployments.config import ConfigError, load_config
+from aimi.deployments.config import ConfigError, load_config, refuse_ray_fields
 from aimi.deployments.registry import Endpoint
 from aimi.deployments.sources import ModelSourceError, resolve
 from aimi.runtime import runtime_of
@@ -57,6 +57,14 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for the engine (default: all)")
     parser.add_argument("--name", dest="deployment_name", help="name to serve the model under")
     parser.add_argument("--config", type=Path, help="a deployments file (TOML): serve every deployment in it")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="serve the deployments file on a Ray cluster (its address; none: start a local one); "
+        "needs pip install 'aimi[ray]'",
+    )
     parser.add_argument("--ssl-certfile", type=Path, metavar="PEM", help="serve https with this certificate")
     parser.add_argument("--ssl-keyfile", type=Path, metavar="PEM", help="the private key of --ssl-certfile")
     parser.set_defaults(run=run)
@@ -80,11 +88,16 @@ def _status(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _specs(settings: Settings) -> tuple[list[DeploymentSpec], list[ApiKey], list[Endpoint]] | int:
+def _specs(settings: Settings, ray: bool) -> tuple[list[DeploymentSpec], list[ApiKey], list[Endpoint]] | int:
     """The deployments to serve and the file's keys, or the exit code after saying why not."""
+    if ray and settings.config is None:
+        print("aimi: --ray serves a deployments file: give it with --config", file=sys.stderr)
+        return 2
     if settings.config is not None:
         try:
             config = load_config(settings.config)
+            if not ray:
+                refuse_ray_fields(config, str(settings.config))
             return from_config(settings, config, _status), keys_from_config(config), endpoints_from_config(config)
         except ConfigError as exc:
             print(f"aimi: {exc}", file=sys.stderr)
@@ -120,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
         print("aimi: give both --ssl-certfile and --ssl-keyfile, or neither", file=sys.stderr)
         return 2
-    served = _specs(settings)
+    ray = getattr(args, "ray", None)
+    served = _specs(settings, ray is not None)
     if isinstance(served, int):
         return served
     specs, file_keys, endpoints = served
@@ -146,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
 
         def reloader() -> tuple[list[DeploymentSpec], list[str | ApiKey] | None, list[Endpoint]]:
             config = load_config(config_path)
+            if ray is None:
+                refuse_ray_fields(config, str(config_path))
             reloaded = from_config(settings, config, _status)
             file_keys = keys_from_config(config)
             # Keys come from the file when it has some, and from the flags as at start.
@@ -155,6 +171,21 @@ def run(args: argparse.Namespace) -> int:
             tokens.policy = token_policy(settings, config.auth)
             return reloaded, ring, endpoints_from_config(config)
 
+        if ray is not None:
+            from aimi.scale.app import Plan, plan
+            from aimi.scale.run import serve_on_ray
+
+            def planner() -> Plan:
+                config = load_config(config_path)
+                file_keys = keys_from_config(config)
+                ring: list[str | ApiKey] | None = fixed
+                if fixed is not None and file_keys:
+                    ring = [*given, *file_keys]
+                specs = from_config(settings, config, _status)
+                endpoints = endpoints_from_config(config)
+                return plan(settings, specs, ring, endpoints, config.gateway, str(config_path), config.auth)
+
+            return serve_on_ray(settings, ray or None, planner, _status)
         pid_file = settings.home / "aimi.pid"
         settings.home.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{os.getpid()}\n")

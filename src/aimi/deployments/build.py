@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aimi.auth.keys import ApiKey, Principal
-from aimi.deployments.config import ConfigError, DeploymentConfig, FileConfig, engine_rules
+from aimi.deployments.config import ConfigError, DeploymentConfig, FileConfig, ScaleConfig, engine_rules
 from aimi.deployments.limits import Limits, SamplingDefaults, overlay
 from aimi.deployments.profile import ModelProfile
 from aimi.deployments.registry import Endpoint
@@ -37,6 +37,10 @@ class DeploymentSpec:
     quota: QuotaLimits = QuotaLimits()
     prices: Prices | None = None
     safety: SafetyPolicy | None = None
+    scale: ScaleConfig | None = None
+    model_ref: str | None = None
+    """``scale``: how its engine pool runs on a Ray cluster; ``model_ref``: the model as the file
+    names it, which each engine replica resolves on its own node."""
 
 
 def from_settings(settings: Settings, model: ResolvedModel) -> list[DeploymentSpec]:
@@ -89,6 +93,8 @@ def _spec(settings: Settings, entry: DeploymentConfig, model: ResolvedModel | No
         quota=overlay(settings.quota, entry.quota) if entry.quota is not None else settings.quota,
         prices=Prices(entry.prices.prompt_per_1m, entry.prices.completion_per_1m) if entry.prices else None,
         safety=entry.safety if entry.safety is not None and entry.safety.enabled else None,
+        scale=entry.scale,
+        model_ref=entry.model,
     )
 
 

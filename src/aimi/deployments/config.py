@@ -26,6 +26,10 @@ TOML (read with the standard library's ``tomllib``), one ``[[deployments]]`` tab
     prompt_per_1m = 0.15
     completion_per_1m = 0.60
 
+    [deployments.scale]                  # optional, only with `aimi serve --ray`: its engine pool on Ray
+    min_replicas = 0                     # scale to zero when idle
+    max_replicas = 4
+
     [deployments.safety]                 # optional: content safety on prompts and completions
     violence = "low"                     # the lowest severity blocked, per category ("off": never)
     jailbreak = true
@@ -51,6 +55,9 @@ TOML (read with the standard library's ``tomllib``), one ``[[deployments]]`` tab
     [deployments.engine_options]
     url = "http://10.0.0.5:8000/v1"
     api_key_env = "REMOTE_KEY"           # the upstream's key comes from the environment
+
+A top-level ``[gateway]`` table (``replicas``, ``num_cpus``) sizes the gateway on Ray, like
+``[deployments.scale]`` refused without it (see docs/scale-out.md).
 
 Every mistake is reported with the deployment and the field: ``deployments[1] ('remote').engine_options.url``.
 """
@@ -107,6 +114,38 @@ class PricesConfig(_Strict):
     completion_per_1m: Annotated[float, Field(ge=0)] = 0.0
 
 
+class ScaleConfig(_Strict):
+    """How a deployment runs on a Ray cluster (``aimi serve --ray``): its engine pool's replicas,
+    what each needs, and whether it shares a pool with other deployments (multiplexed)."""
+
+    min_replicas: Annotated[int, Field(ge=0)] = 1
+    max_replicas: Annotated[int, Field(ge=1)] = 1
+    initial_replicas: Annotated[int, Field(ge=0)] | None = None
+    num_cpus: Annotated[float, Field(gt=0)] | None = None
+    num_gpus: Annotated[float, Field(ge=0)] = 0
+    resources: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    upscale_delay_s: Annotated[float, Field(ge=0)] = 0.0
+    downscale_delay_s: Annotated[float, Field(ge=0)] = 60.0
+    pool: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")] | None = None
+    models_per_replica: Annotated[int, Field(ge=1)] = 1
+    """``pool``: deployments naming the same pool share its replicas, each replica holding at most
+    ``models_per_replica`` of their models at once (the least recently used is unloaded first)."""
+
+    @field_validator("max_replicas")
+    @classmethod
+    def _at_least_min(cls, value: int, info: ValidationInfo) -> int:
+        if value < info.data.get("min_replicas", 0):
+            raise ValueError("must be at least min_replicas")
+        return value
+
+
+class GatewayConfig(_Strict):
+    """The gateway on a Ray cluster: how many replicas run the HTTP app, and what each needs."""
+
+    replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    num_cpus: Annotated[float, Field(gt=0)] = 1.0
+
+
 class DeploymentConfig(_Strict):
     """One deployment of the file."""
 
@@ -124,6 +163,7 @@ class DeploymentConfig(_Strict):
     quota: QuotaLimits | None = None
     prices: PricesConfig | None = None
     safety: SafetyPolicy | None = None
+    scale: ScaleConfig | None = None
 
     @field_validator("engine_options")
     @classmethod
@@ -165,6 +205,7 @@ class FileConfig(_Strict):
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
+    gateway: GatewayConfig | None = None
     auth: AuthConfig | None = None
 
 
@@ -264,6 +305,18 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> FileConfig:
     if problem is not None:
         raise ConfigError(problem)
     return config
+
+
+def refuse_ray_fields(config: FileConfig, source: str) -> None:
+    """A :class:`ConfigError` for the fields only a Ray cluster can honour, when serving without one."""
+    places = [f"deployments[{i}] ({d.name!r}).scale" for i, d in enumerate(config.deployments) if d.scale is not None]
+    if config.gateway is not None:
+        places.append("gateway")
+    if places:
+        raise ConfigError(
+            f"{source}: {', '.join(places)}: only a Ray cluster can honour this; serve with "
+            f"`aimi serve --config {source} --ray` (pip install 'aimi[ray]'), or remove it"
+        )
 
 
 def load_config(path: Path) -> FileConfig:

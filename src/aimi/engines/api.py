@@ -262,6 +262,15 @@ class RequestFailed(Exception):
         self.code = code
 
 
+class EngineBusy(RequestFailed):
+    """The engine (a pool of replicas at its maximum, each full) takes no more requests now; the
+    gateway answers 429 with ``Retry-After`` (seconds), like its own full queue. Recoverable."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message, code="queue_full")
+        self.retry_after = retry_after
+
+
 class EngineDead(Exception):
     """The engine can serve nothing more until it is restarted. Unrecoverable."""
 

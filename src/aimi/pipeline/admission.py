@@ -18,7 +18,7 @@ import math
 
 from aimi.auth.keys import Principal
 from aimi.deployments.registry import Deployment
-from aimi.engines.api import EmbeddingRequest, GenerationRequest
+from aimi.engines.api import EmbeddingRequest, EngineBusy, GenerationRequest
 from aimi.pipeline.context import RequestContext
 from aimi.protocol.errors import ApiError, service_unavailable
 from aimi.quota.api import Decision, Refusal, Scope
@@ -55,7 +55,11 @@ def bound_prompt_tokens(deployment: Deployment, request: GenerationRequest) -> i
 
 
 async def prompt_tokens(deployment: Deployment, request: GenerationRequest) -> int:
-    counted = await deployment.engine.count_tokens(request)
+    """The engine's count; an engine too busy to count (a full pool of replicas) is a 429."""
+    try:
+        counted = await deployment.engine.count_tokens(request)
+    except EngineBusy as exc:
+        raise ApiError("TooManyRequests", exc.message, retry_after=exc.retry_after) from None
     return counted if counted is not None else estimate_prompt_tokens(request)
 
 

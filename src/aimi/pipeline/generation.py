@@ -17,6 +17,7 @@ from typing import Any
 from aimi.deployments.registry import Deployment
 from aimi.deployments.supervisor import EngineStalled
 from aimi.engines.api import (
+    EngineBusy,
     EngineDead,
     Event,
     Finish,
@@ -56,6 +57,8 @@ def engine_error(
         if wait is None:
             return ApiError("ServiceUnavailable", "the engine stopped and will not be restarted")
         return service_unavailable("the engine stopped; retry shortly", retry_after=wait)
+    if isinstance(exc, EngineBusy):
+        return ApiError("TooManyRequests", exc.message, retry_after=exc.retry_after)
     if exc.client_error and exc.code == "context_length_exceeded":
         param = "input" if request is None else "messages" if request.messages is not None else "prompt"
         return ApiError(exc.code, exc.message, param=param)
@@ -128,7 +131,10 @@ class Generation:
                 ) from None
             if generation._early:
                 failure = next(iter(generation._early.values()))
-                if isinstance(failure, RequestFailed) and failure.client_error:
+                if isinstance(failure, EngineBusy):
+                    context.prompt_tokens = 0
+                    context.fail(Outcome.RATE_LIMITED)
+                elif isinstance(failure, RequestFailed) and failure.client_error:
                     context.prompt_tokens = 0  # refused before the model read anything
                 else:
                     context.fail(Outcome.ENGINE_ERROR)

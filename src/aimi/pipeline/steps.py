@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from aimi.auth.keys import Principal
 from aimi.deployments.registry import Deployments, Routed
-from aimi.engines.api import EngineDead, Event, Finish, RequestFailed
+from aimi.engines.api import EngineBusy, EngineDead, Event, Finish, RequestFailed
 from aimi.pipeline import admission, canonical, embeddings
 from aimi.pipeline.context import AZURE_OPENAI, RequestContext
 from aimi.pipeline.generation import Generation, engine_error
@@ -230,7 +230,9 @@ async def embed(context: RequestContext) -> None:
     try:
         context.embedded = await until_disconnect(context, deployment.engine.embed(work.request))
     except (RequestFailed, EngineDead) as exc:
-        if not (isinstance(exc, RequestFailed) and exc.client_error):
+        if isinstance(exc, EngineBusy):
+            context.fail(Outcome.RATE_LIMITED)
+        elif not (isinstance(exc, RequestFailed) and exc.client_error):
             context.fail(Outcome.ENGINE_ERROR)
         raise engine_error(exc, deployment=deployment) from None
     finally:
