@@ -10,11 +10,13 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aimi.auth.keys import KeyRing
+from aimi.console import PATHS as CONSOLE_PATHS
 from aimi.protocol.errors import ApiError, unauthorized
 from aimi.runtime import runtime_of
 from aimi.surfaces.json_response import error_response
 
-PUBLIC_PATHS = frozenset({"/health", "/swagger.json", "/openapi.json"})
+# The console's page and assets hold no data: what it shows comes from the routes behind keys.
+PUBLIC_PATHS = frozenset({"/health", "/swagger.json", "/openapi.json", *CONSOLE_PATHS})
 
 
 def scope_of(path: str) -> str:
