@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aimi.auth.keys import ApiKey, KeyRing
+from aimi.control.plane import ControlPlane
 from aimi.deployments.build import DeploymentSpec
 from aimi.deployments.registry import Deployments, Endpoint
 from aimi.quota.gate import Quotas
@@ -41,6 +42,8 @@ class Runtime:
     store: LedgerStore
     metrics: Metrics
     reloader: Callable[[], Served] | None = None
+    control: ControlPlane | None = None
+    """Managed keys and runtime deployments from the database; None when the server has no auth."""
     tracing: Any = None  # an OpenTelemetry TracerProvider, when traces are exported
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     """Tasks the server runs beside requests (model loads, retirements, shadow requests); cancelled at shutdown."""

@@ -175,6 +175,16 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="The usage ledger's database (SQLAlchemy URL); default: SQLite in the state directory."
     )
+    control_refresh_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=300,
+        description="How often (seconds) a server re-reads managed keys and runtime deployments from the database: "
+        "a key revoked or a deployment changed on one replica takes effect on all within this.",
+    )
+    key_rotation_grace_hours: float = Field(
+        24.0, ge=0, description="Hours a managed key's old secret keeps working after a rotation (0: none)."
+    )
     usage_buffer: int = Field(
         100_000, ge=1, description="Usage records kept in memory while the database is unreachable."
     )

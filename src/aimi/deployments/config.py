@@ -190,6 +190,12 @@ def parse_config(text: str, source: str = "config") -> FileConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return validate_config(raw, source)
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> FileConfig:
+    """The deployments of a file's parsed tables (or of the same tables from elsewhere, such as
+    the admin API), or a :class:`ConfigError` naming each mistake."""
     try:
         config = FileConfig.model_validate(raw)
     except ValidationError as exc:

@@ -30,6 +30,7 @@ ERROR_CODES: dict[str, tuple[int, str | None]] = {
     "NotFound": (404, "not_found_error"),
     "DeploymentNotFound": (404, "not_found_error"),  # Azure OpenAI's, for an unknown path deployment
     "MethodNotAllowed": (405, "invalid_request_error"),
+    "Conflict": (409, "invalid_request_error"),
     "request_timeout": (408, "invalid_request_error"),
     "payload_too_large": (413, "invalid_request_error"),
     "unsupported_media_type": (415, "invalid_request_error"),

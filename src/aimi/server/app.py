@@ -18,7 +18,7 @@ from aimi.deployments.registry import Endpoint
 from aimi.pipeline.steps import ClientGone
 from aimi.protocol.errors import ApiError
 from aimi.runtime import Served
-from aimi.server import console, openapi
+from aimi.server import console, control, openapi
 from aimi.server.admin import gauges, metrics_route, status_route, usage_route
 from aimi.server.errors import api_error, client_gone, http_error, unexpected
 from aimi.server.health import health
@@ -43,6 +43,7 @@ def routes() -> list[BaseRoute]:
         Route("/", console.page, methods=["GET"]),
         Route("/console/app.js", console.script, methods=["GET"]),
         Route("/console/app.css", console.stylesheet, methods=["GET"]),
+        *control.routes(),
     ]
     for prefix in (*AZURE_PREFIXES, DEPLOYMENT_PREFIX):
         table += [
