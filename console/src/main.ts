@@ -5,6 +5,7 @@ import "./style.css";
 import { ApiFailure, call, explain, forgetKey, saveKey, savedKey } from "./api";
 import { clear, field, h } from "./dom";
 import { deployments } from "./pages/deployments";
+import { keys } from "./pages/keys";
 import { playground } from "./pages/playground";
 import { usage } from "./pages/usage";
 
@@ -14,6 +15,7 @@ const PAGES: { id: string; label: string; page: Page }[] = [
   { id: "playground", label: "Playground", page: playground },
   { id: "deployments", label: "Deployments", page: deployments },
   { id: "usage", label: "Usage", page: usage },
+  { id: "keys", label: "Keys", page: keys },
 ];
 
 const app = document.getElementById("app") as HTMLElement;

@@ -106,11 +106,53 @@ const scenarios = {
     await signIn(page);
     await page.getByRole("link", { name: "Deployments" }).click();
     await page.locator("tr[data-deployment]").first().waitFor();
-    await shot(page, "deployments");
     const rows = await page.$$eval("tr[data-deployment]", (trs) =>
       trs.map((tr) => [...tr.querySelectorAll("th, td")].map((c) => c.textContent)),
     );
-    return { rows };
+    // A runtime deployment: created, shown with its state, then deleted.
+    page.on("dialog", (dialog) => dialog.accept());
+    await page.getByLabel("Name").fill("extra-demo");
+    await page.getByLabel(/^Fields/).fill(JSON.stringify({ model: process.env.CONSOLE_MODEL, engine: "fake" }));
+    await page.getByRole("button", { name: "Create or change" }).click();
+    await page.getByRole("status").filter({ hasText: "Created extra-demo." }).waitFor();
+    const added = page.locator('tr[data-deployment="extra-demo"]');
+    await added.filter({ hasText: "ready" }).waitFor();
+    const addedRow = await added.locator("th, td").allTextContents();
+    await shot(page, "deployments");
+    await page.locator('li[data-managed="extra-demo"]').getByRole("button", { name: "Delete" }).click();
+    await page.getByRole("status").filter({ hasText: "Deleted extra-demo." }).waitFor();
+    await added.waitFor({ state: "detached" });
+    return { rows, addedRow };
+  },
+
+  async keys(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "Keys" }).click();
+    await page.getByRole("heading", { name: "Keys" }).waitFor();
+    await page.getByLabel("Name").fill("ci-reader");
+    await page.getByRole("button", { name: "Create key" }).click();
+    const shown = page.getByRole("status").filter({ hasText: "Created ci-reader." });
+    await shown.waitFor();
+    const secret = await page.getByLabel("Secret of ci-reader").textContent();
+    const works = async () =>
+      (await fetch(`${url}/v1/models`, { headers: { "api-key": secret } })).status;
+    const before = await works();
+    await page.locator('tr[data-key="ci-reader"]').waitFor();
+    await shot(page, "keys");
+    const listed = await page.locator('tr[data-key="ci-reader"] th, tr[data-key="ci-reader"] td').allTextContents();
+    page.on("dialog", (dialog) => dialog.accept());
+    await page.getByRole("button", { name: "Done, hide it" }).click();
+    await page.locator('tr[data-key="ci-reader"]').getByRole("button", { name: "Revoke" }).click();
+    await page.getByRole("status").filter({ hasText: "Revoked ci-reader." }).waitFor();
+    await page.locator('tr[data-key="ci-reader"]').filter({ hasText: "revoked" }).waitFor();
+    return {
+      secretLength: secret.length,
+      before,
+      after: await works(),
+      listed,
+      secretStillShown: await page.locator(".secret").count(),
+      storage: await page.evaluate(() => ({ local: localStorage.length, session: sessionStorage.length })),
+    };
   },
 
   async usage(page) {

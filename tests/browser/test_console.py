@@ -96,6 +96,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 def scenario(driver: Path, server: LiveServer, name: str, key: str | None = None) -> dict[str, Any]:
     SHOTS.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CONSOLE_URL": server.url, "CONSOLE_KEY": key or server.key, "SHOTS": str(SHOTS)}
+    env["CONSOLE_MODEL"] = str(server.log.parent / "stand-in.gguf")
     env["CHROMIUM"] = CHROMIUM
     result = subprocess.run(["node", str(driver), name], cwd=HERE, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, f"console.mjs {name} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
@@ -170,9 +171,28 @@ def test_the_deployments_page_shows_the_model_engine_state_slots_queue_and_quota
     driver: Path, server: LiveServer
 ) -> None:
     seen = scenario(driver, server, "deployments")
-    assert seen["rows"] == [
-        [DEPLOYMENT, "stand-in", "fake", "ready", "0 / 2", "0 / 64", "2048", "1000 req/min, 200000 tok/min"]
-    ]
+    quota = "1000 req/min, 200000 tok/min"
+    assert seen["rows"] == [[DEPLOYMENT, "stand-in", "fake", "ready", "0 / 2", "0 / 64", "2048", quota]]
+    # The runtime deployment the page created showed up ready, and is gone after its deletion.
+    assert seen["addedRow"] == ["extra-demo", "stand-in", "fake", "ready", "0 / 2", "0 / 64", "2048", quota]
+    with httpx.Client(base_url=server.url, headers={"api-key": server.key}) as client:
+        assert [d["name"] for d in client.get("/admin/deployments").json()["data"]] == [DEPLOYMENT]
+        actions = [(row["action"], row["target"]) for row in client.get("/admin/audit").json()["data"]]
+    assert ("deployments.create", "extra-demo") in actions and ("deployments.delete", "extra-demo") in actions
+
+
+def test_a_key_is_created_with_its_secret_shown_once_and_revoked(driver: Path, server: LiveServer) -> None:
+    seen = scenario(driver, server, "keys")
+    assert seen["secretLength"] >= 32
+    assert (seen["before"], seen["after"]) == (200, 401)
+    assert seen["listed"][:4] == ["ci-reader", "active", "inference", "all"]
+    assert seen["secretStillShown"] == 0
+    assert seen["storage"] == {"local": 0, "session": 1}
+    with httpx.Client(base_url=server.url, headers={"api-key": server.key}) as client:
+        key = client.get("/admin/keys/ci-reader").json()
+        actions = [(row["action"], row["target"], row["outcome"]) for row in client.get("/admin/audit").json()["data"]]
+    assert key["state"] == "revoked"
+    assert ("keys.create", "ci-reader", "ok") in actions and ("keys.revoke", "ci-reader", "ok") in actions
 
 
 def test_the_usage_page_draws_the_ledger_rows_and_exports_them(driver: Path, server: LiveServer) -> None:

@@ -2,6 +2,7 @@
 
 import { explain, json } from "../api";
 import { clear, h } from "../dom";
+import { manage } from "./manage";
 
 export interface DeploymentStatus {
   name: string;
@@ -29,7 +30,7 @@ function quota(limits: DeploymentStatus["quota"]): string {
   return set.length ? set.map(([k, v]) => `${v} ${QUOTA_NAMES[k] ?? k}`).join(", ") : "unlimited";
 }
 
-export function deployments(root: HTMLElement, extra?: (table: HTMLElement, rows: DeploymentStatus[]) => void): () => void {
+export function deployments(root: HTMLElement): () => void {
   const body = h("tbody");
   const status = h("p", { class: "status", role: "status" });
   const table = h(
@@ -39,7 +40,6 @@ export function deployments(root: HTMLElement, extra?: (table: HTMLElement, rows
     body,
   );
   const holder = h("div", { class: "scroll" }, table);
-  clear(root, h("h1", {}, "Deployments"), status, holder);
   let timer = 0;
   const refresh = async () => {
     try {
@@ -63,12 +63,12 @@ export function deployments(root: HTMLElement, extra?: (table: HTMLElement, rows
       );
       clear(status, `${answer.data.length} deployment${answer.data.length === 1 ? "" : "s"}; updated ${new Date().toLocaleTimeString()}.`);
       status.classList.remove("error");
-      extra?.(holder, answer.data);
     } catch (error) {
       clear(status, explain(error));
       status.classList.add("error");
     }
   };
+  clear(root, h("h1", {}, "Deployments"), status, holder, manage(() => void refresh()));
   void refresh();
   timer = window.setInterval(refresh, 3000);
   return () => window.clearInterval(timer);
