@@ -6,6 +6,7 @@ import { chromium } from "playwright-core";
 const url = process.env.CONSOLE_URL;
 const key = process.env.CONSOLE_KEY ?? "";
 const shots = process.env.SHOTS ?? "";
+const prefix = process.env.SHOT_PREFIX ?? "";
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const FLAGS = [
   "--headless",
@@ -18,7 +19,7 @@ const FLAGS = [
 ];
 
 async function shot(page, name) {
-  if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  if (shots) await page.screenshot({ path: `${shots}/${prefix}${name}.png`, fullPage: true });
 }
 
 async function signIn(page, secret = key) {
@@ -60,9 +61,12 @@ const scenarios = {
     await page.locator("select[name=deployment] option").first().waitFor({ state: "attached" });
     await page.getByLabel("System message").fill("You are a helpful assistant.");
     await page.getByLabel("Message", { exact: true }).fill("Say hello.");
+    if (process.env.CONSOLE_MAX_TOKENS) await page.getByLabel("Max tokens").fill(process.env.CONSOLE_MAX_TOKENS);
     await watchAnswer(page);
     await page.getByRole("button", { name: "Send" }).click();
-    await page.getByRole("status").filter({ hasText: "Done" }).waitFor();
+    const status = page.getByRole("status").first();
+    await page.waitForFunction(() => /^(Done|Could not|.*\(\d{3} )/.test(document.querySelector(".chat .status").textContent), null, { timeout: 120000 });
+    if (!(await status.textContent()).startsWith("Done")) throw new Error(`the answer failed: ${await status.textContent()}`);
     await page.getByRole("tab", { name: "Python (openai)" }).click();
     const samples = {};
     for (const tab of ["curl", "Python (azure-ai-inference)", "Python (openai)", "JavaScript (@azure-rest/ai-inference)"]) {

@@ -93,9 +93,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield running
 
 
-def scenario(driver: Path, server: LiveServer, name: str, key: str | None = None) -> dict[str, Any]:
+def scenario(
+    driver: Path,
+    server: LiveServer,
+    name: str,
+    key: str | None = None,
+    shot_prefix: str = "",
+    max_tokens: int | None = None,
+) -> dict[str, Any]:
     SHOTS.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CONSOLE_URL": server.url, "CONSOLE_KEY": key or server.key, "SHOTS": str(SHOTS)}
+    env["SHOT_PREFIX"] = shot_prefix
+    if max_tokens is not None:
+        env["CONSOLE_MAX_TOKENS"] = str(max_tokens)
     env["CONSOLE_MODEL"] = str(server.log.parent / "stand-in.gguf")
     env["CHROMIUM"] = CHROMIUM
     result = subprocess.run(["node", str(driver), name], cwd=HERE, env=env, capture_output=True, text=True, timeout=240)
@@ -218,3 +228,15 @@ def test_the_usage_page_draws_the_ledger_rows_and_exports_them(driver: Path, ser
     lines = seen["csv"].splitlines()
     assert lines[0].startswith("day,key,deployment,requests,prompt_tokens,completion_tokens")
     assert f"{days[0]},team-a,{DEPLOYMENT},1,1200,300" in "\n".join(lines)
+
+
+@pytest.mark.model
+def test_the_real_default_model_streams_into_the_playground(driver: Path, live_server: LiveServer) -> None:
+    """The same page over SmolLM2-135M-Instruct on llama.cpp (its screenshots are the README's)."""
+    seen = scenario(driver, live_server, "stream", shot_prefix="smollm2-", max_tokens=48)
+    texts = [step["text"] for step in seen["seen"] if step["text"]]
+    assert len(texts) >= 5, texts
+    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:], strict=False))
+    assert seen["status"] in ("Done (stop).", "Done (length).")
+    assert int(seen["stats"]["Completion tokens"]) >= len(texts) - 1
+    assert seen["stats"]["Time to first token"].endswith(" ms")
