@@ -25,6 +25,7 @@ from aimi.usage.store import LedgerStore
 from tests.conftest import LiveServer, aimi_process, npm_installed
 
 HERE = Path(__file__).parent
+JS_DIR = HERE.parent / "clients" / "js"  # the JS SDK the README's examples use
 SHOTS = HERE.parents[1] / "docs" / "console"
 CHROMIUM = os.environ.get("AIMI_TEST_CHROMIUM", "/usr/bin/chromium")
 # Long enough, at 20 tokens a second, to see the answer grow and to stop it half-way.
@@ -149,7 +150,7 @@ def test_a_streamed_answer_appears_token_by_token(driver: Path, server: LiveServ
     assert server.key not in seen["storage"]["url"]
 
 
-def test_the_code_samples_carry_the_endpoint_and_the_openai_one_runs(driver: Path, server: LiveServer) -> None:
+def test_the_code_samples_carry_the_endpoint_and_each_one_runs(driver: Path, server: LiveServer) -> None:
     samples = scenario(driver, server, "stream")["samples"]
     assert f"curl {server.url}/models/chat/completions" in samples["curl"]
     assert f'endpoint="{server.url}/models"' in samples["Python (azure-ai-inference)"]
@@ -163,6 +164,20 @@ def test_the_code_samples_carry_the_endpoint_and_the_openai_one_runs(driver: Pat
         assert ran.returncode == 0, ran.stderr
         # The sample asks the whole conversation's request; the fake answers the same text.
         assert ran.stdout.strip() == ANSWER, name
+    env = {**os.environ, "AIMI_API_KEY": server.key}
+    if shutil.which("curl"):
+        ran = subprocess.run(["sh", "-c", samples["curl"]], env=env, capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0, ran.stderr
+        assert json.loads(ran.stdout)["choices"][0]["message"]["content"] == ANSWER
+    js_dir = npm_installed(JS_DIR, ["@azure-rest/ai-inference", "@azure/core-auth"])
+    script = js_dir / "console-sample.mjs"
+    script.write_text(samples["JavaScript (@azure-rest/ai-inference)"])
+    try:
+        ran = subprocess.run(["node", str(script)], cwd=js_dir, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        script.unlink()
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == ANSWER
 
 
 def test_stop_cancels_the_stream_and_keeps_the_partial_answer(driver: Path, server: LiveServer) -> None:
