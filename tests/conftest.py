@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def npm_installed(directory: Path, packages: Sequence[str]) -> Path:
+    """``directory`` with its locked node_modules (``npm ci`` once, when a package is missing)."""
+    if not all((directory / "node_modules" / name / "package.json").is_file() for name in packages):
+        result = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=directory, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, f"npm ci failed:\n{result.stdout}\n{result.stderr}"
+    return directory
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:

@@ -1,4 +1,4 @@
-"""Deny by default: every route needs a key except /health and the OpenAPI documents."""
+"""Deny by default: every route needs a key except /health, the OpenAPI documents and the console's static page."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from tests.api.helpers import CHAT, COMPLETION, assert_error
 from tests.conftest import KEY, InProcessServer, in_process
 
-PUBLIC = {"/health", "/swagger.json", "/openapi.json"}
+PUBLIC = {"/health", "/swagger.json", "/openapi.json", "/", "/console/app.js", "/console/app.css"}
 WRONG_KEY = "wrong-key-ZXQ-9f8e7d6c5b4a39281706"
 UNAUTHORIZED_MESSAGE = "Auth token validation failed: a valid api-key or bearer token is required"
 
@@ -116,7 +116,9 @@ def test_every_non_public_route_and_method_refuses_a_request_without_a_valid_key
     assert failures == []
 
 
-def test_the_public_routes_are_exactly_health_and_the_openapi_documents(server: InProcessServer) -> None:
+def test_the_public_routes_are_exactly_health_the_openapi_documents_and_the_console_page(
+    server: InProcessServer,
+) -> None:
     answering_anonymously = set()
     for path, method in route_calls(server):
         response = call(server, path, method, {})

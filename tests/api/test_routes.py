@@ -27,7 +27,9 @@ def http(server: InProcessServer) -> Iterator[httpx.Client]:
         yield authed
 
 
-@pytest.mark.parametrize("path", ["/nope", "/v2/chat/completions", "/models/nope", "/chat/completions/extra", "/"])
+@pytest.mark.parametrize(
+    "path", ["/nope", "/v2/chat/completions", "/models/nope", "/chat/completions/extra", "/console/nope"]
+)
 def test_an_unknown_path_with_a_valid_key_is_a_404_envelope(http: httpx.Client, path: str) -> None:
     body = assert_error(http.get(path), 404, "NotFound")
     assert body == {
@@ -172,7 +174,7 @@ def test_the_openapi_document_marks_exactly_the_public_routes_as_unauthenticated
         for operation in operations.values()
         if operation.get("security") == []
     }
-    assert public == {"/health", "/swagger.json", "/openapi.json"}
+    assert public == {"/health", "/swagger.json", "/openapi.json", "/", "/console/app.js", "/console/app.css"}
     assert document["security"], "routes without their own security must inherit a required one"
 
 

