@@ -20,7 +20,7 @@ from aimi.pipeline.context import Kind, RequestContext, context_of
 from aimi.pipeline.extra_parameters import Policy, policy_from_header
 from aimi.pipeline.generation import collect
 from aimi.pipeline.steps import may_call, route_to, until_disconnect
-from aimi.pipeline.validation import check_counts, parse, parse_json_object
+from aimi.pipeline.validation import check_counts, check_outline, parse, parse_json_object
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
 from aimi.protocol.embeddings import AzureEmbeddingsRequest, AzureImageEmbeddingsRequest, OpenAIEmbeddingsRequest
@@ -83,8 +83,10 @@ async def _read(request: Request, surface: Surface, schema: type[BaseModel]) -> 
     context = context_of(request.scope)
     _json_only(request.headers.get("content-type"))
     context.policy = policy_from_header(request.headers.get("extra-parameters"), surface.default_policy)
-    value = parse_json_object(await request.body())
+    raw = await request.body()
     deployments = context.runtime.deployments
+    check_outline(raw, deployments.most_messages, deployments.most_inputs)
+    value = parse_json_object(raw)
     check_counts(value, deployments.most_messages, deployments.most_inputs)
     context.body = parse(schema, value)
     context.model = request.headers.get("azureml-model-deployment") or context.body.model
