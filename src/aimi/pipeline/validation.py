@@ -168,6 +168,23 @@ def _inputs(most_inputs: int) -> msgspec.json.Decoder[Any]:
 _PAST_THE_MESSAGES = "Expected `array` of at most length"  # only `messages` is read by a bounded struct
 
 
+def check_prefix(prefix: bytes, most_messages: int) -> None:
+    """While a large body still arrives: refuse it if what came so far already holds more
+    messages than the cap, so that the rest is never read into the request (the server discards
+    it as it arrives). What came may end anywhere; whatever else it shows waits for the whole."""
+    try:
+        _outline(most_messages).decode(prefix)
+    except msgspec.ValidationError as exc:
+        if str(exc).startswith(_PAST_THE_MESSAGES):
+            raise _past_the_messages(most_messages) from None
+    except (msgspec.DecodeError, RecursionError):
+        pass
+
+
+def _past_the_messages(most: int) -> ApiError:
+    return invalid_request(f"`messages` may hold at most {most} messages; got more", param="messages")
+
+
 def check_outline(raw: bytes, most_messages: int, most_inputs: int) -> None:
     """The counts of :func:`check_counts`, read from a large body's outline before it is decoded.
 
@@ -193,9 +210,7 @@ def check_outline(raw: bytes, most_messages: int, most_inputs: int) -> None:
             kind = _KINDS.get(stripped[0], "float" if any(c in stripped[:400] for c in b".eE") else "int")
             raise ApiError("invalid_json", f"the request body must be a JSON object; got {kind}") from None
         if str(exc).startswith(_PAST_THE_MESSAGES):
-            raise invalid_request(
-                f"`messages` may hold at most {most_messages} messages; got more", param="messages"
-            ) from None
+            raise _past_the_messages(most_messages) from None
         return  # `messages` or `input` of another type: the schema says what is wrong with it
     except (msgspec.DecodeError, RecursionError) as exc:
         raise ApiError("invalid_json", f"the request body is not valid JSON: {exc}") from None
