@@ -4,6 +4,7 @@ two ways, too many connections."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -165,6 +166,7 @@ def test_past_the_connection_cap_the_503_has_the_surface_shape(server: InProcess
     status, _, body = answer.partition(b"\r\n\r\n")
     assert status.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in status.lower()
     assert json.loads(body)["error"]["message"] == "the server is at its connection limit; retry shortly"
+    assert re.search(rb"\r\nx-request-id: [0-9a-f]{32}\r\n", status), status  # as every 5xx has
 
 
 def _response(sock: socket.socket) -> tuple[bytes, bytes]:

@@ -64,7 +64,7 @@ def _padded(raw: bytes) -> bytes:
 BODY_ITEMS = st.lists(JSON, max_size=5)
 
 
-@settings(derandomize=True, max_examples=300)
+@settings(derandomize=True, max_examples=300, deadline=None, database=None)
 @given(
     st.fixed_dictionaries(
         {},
@@ -93,7 +93,7 @@ def test_a_large_bodys_outline_refuses_exactly_what_the_decoded_counts_refuse(bo
     assert rule(_outcome(outlined)) == rule(_outcome(decoded))
 
 
-@settings(derandomize=True, max_examples=300)
+@settings(derandomize=True, max_examples=300, deadline=None, database=None)
 @given(st.binary(max_size=256) | JSON.map(lambda value: json.dumps(value).encode()))
 def test_a_large_bodys_outline_passes_it_on_or_is_a_400(raw: bytes) -> None:
     large = _padded(raw)

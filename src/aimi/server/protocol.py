@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from aimi.protocol.errors import ApiError, service_unavailable
+from aimi.protocol.ids import new_id
 
 MAX_HEAD_BYTES = 64 * 1024
 _BOTH_FRAMINGS = "a request may give Content-Length or Transfer-Encoding, not both"
@@ -43,10 +44,12 @@ def _error_bytes(status: int, reason: bytes, error: ApiError) -> bytes:
 
 
 async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
-    """The answer past the connection cap: a 503 the clients retry."""
+    """The answer past the connection cap: a 503 the clients retry. It never reaches the app's
+    middleware, so it is given its own request id here, as every 5xx has one."""
     error = service_unavailable("the server is at its connection limit; retry shortly", retry_after=1)
     body = json.dumps(error.body()).encode()
     headers = [
+        (b"x-request-id", new_id().encode()),
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-ms-error-code", error.code.encode()),
