@@ -198,6 +198,13 @@ class Settings(BaseSettings):
         "closed",
         description="When Redis is unreachable: refuse requests (503), or count them in this process alone.",
     )
+    quota_default_reservation: int = Field(
+        1024,
+        ge=0,
+        description="Tokens a choice of a request without max_tokens reserves against the tokens per minute "
+        "(never more than the deployment's max_tokens), settled to what it generated; 0: the deployment's whole "
+        "max_tokens.",
+    )
     database_url: str | None = Field(
         None, description="The usage ledger's database (SQLAlchemy URL); default: SQLite in the state directory."
     )

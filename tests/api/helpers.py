@@ -28,11 +28,14 @@ def assert_error(
 ) -> dict[str, Any]:
     """The response is the error envelope with exactly this status and code; returns the body.
 
-    Also pins what every error shares: JSON, ``x-ms-error-code`` equal to the code, and a
-    ``Retry-After`` on 429/503 only (azure-core retries any other status that carries one); with
-    ``retry`` false, a 503 that must carry none (nothing is coming back).
+    Also pins what every error shares: JSON, ``x-ms-error-code`` equal to the code, a
+    ``Retry-After`` on 429/503 only (azure-core retries any other status that carries one), and
+    on a 5xx the ``x-request-id`` an operator finds it by; with ``retry`` false, a 503 that must
+    carry none (nothing is coming back).
     """
     assert response.status_code == status, (response.status_code, response.text)
+    if status >= 500:
+        assert len(response.headers.get("x-request-id", "")) == 32, response.headers
     assert response.headers["content-type"] == "application/json", response.headers
     body: dict[str, Any] = response.json()
     assert set(body["error"]) == ERROR_KEYS, body

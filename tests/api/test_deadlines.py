@@ -4,6 +4,7 @@ two ways, too many connections."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -165,3 +166,45 @@ def test_past_the_connection_cap_the_503_has_the_surface_shape(server: InProcess
     status, _, body = answer.partition(b"\r\n\r\n")
     assert status.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in status.lower()
     assert json.loads(body)["error"]["message"] == "the server is at its connection limit; retry shortly"
+    assert re.search(rb"\r\nx-request-id: [0-9a-f]{32}\r\n", status), status  # as every 5xx has
+
+
+def _response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One response's head and body, on a connection kept alive."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
+FLOOD = json.dumps({"messages": [{"role": "user", "content": "hi"}] * 100_000}).encode()
+
+
+def test_a_body_refused_from_its_start_is_answered_before_its_rest_and_the_connection_serves_on(
+    server: InProcessServer,
+) -> None:
+    with _connect(server) as sock:
+        sock.settimeout(10)
+        sock.sendall(_head(length=len(FLOOD)) + FLOOD[:300_000])  # a twelfth of it
+        head, body = _response(sock)
+        assert head.startswith(b"HTTP/1.1 400 ")
+        assert json.loads(body)["error"]["message"] == "`messages` may hold at most 1024 messages; got more"
+        sock.sendall(FLOOD[300_000:])  # the rest is discarded as it arrives, not read as a head
+        sock.sendall(_head() + CHAT)
+        head, body = _response(sock)
+        assert head.startswith(b"HTTP/1.1 200 ") and json.loads(body)["object"] == "chat.completion"
+
+
+def test_the_rest_of_a_refused_body_must_arrive_within_the_head_deadline(server: InProcessServer) -> None:
+    with _connect(server) as sock:
+        sock.settimeout(10)
+        sock.sendall(_head(length=len(FLOOD)) + FLOOD[:300_000])
+        head, _ = _response(sock)
+        assert head.startswith(b"HTTP/1.1 400 ")
+        assert _closed_within(sock, HEAD_S + 5)

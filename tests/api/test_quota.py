@@ -118,6 +118,82 @@ def test_answers_carry_the_limits_and_what_is_left_after_their_reservation() -> 
             assert response.status_code == 200 and quota_headers(response) == {}, path
 
 
+def test_a_request_without_max_tokens_reserves_the_default_and_settles_to_its_answer() -> None:
+    with in_process() as server, server.client() as http:  # the server's default quotas
+        first = http.post("/chat/completions", json=CHAT)
+        assert first.status_code == 200 and first.json()["usage"]["total_tokens"] == PROMPT + ANSWER
+        # 1,024 tokens reserved for the answer (the deployment's cap is its 2,048-token context).
+        assert quota_headers(first) == limits(1000, 200_000, 999, 200_000 - (PROMPT + 1024))
+        settled(server, 1)
+        second = http.post("/v1/chat/completions", json={**CHAT, "n": 2})
+        assert second.status_code == 200
+        assert quota_headers(second) == limits(1000, 200_000, 998, 200_000 - 16 - (PROMPT + 2 * 1024))
+
+
+def test_a_default_reservation_of_0_reserves_the_deployments_whole_cap() -> None:
+    with in_process({"quota_default_reservation": 0}) as server, server.client() as http:
+        response = http.post("/chat/completions", json=CHAT)
+        assert response.status_code == 200
+        assert quota_headers(response) == limits(1000, 200_000, 999, 200_000 - (PROMPT + 2048))
+
+
+def test_an_answer_longer_than_the_default_reservation_is_charged_in_full() -> None:
+    words = " ".join(["word"] * 40)  # 40 tokens as the fake engine counts them
+    settings = {"quota_default_reservation": 10, "engine_options": {"text": words}}
+    with in_process(settings) as server, server.client() as http:
+        first = http.post("/chat/completions", json=CHAT)
+        assert first.status_code == 200 and first.json()["usage"]["completion_tokens"] == 40
+        assert quota_headers(first) == limits(1000, 200_000, 999, 200_000 - (PROMPT + 10))
+        settled(server, 1)
+        second = http.post("/chat/completions", json=chat(5))
+        assert quota_headers(second) == limits(1000, 200_000, 998, 200_000 - (PROMPT + 40) - (PROMPT + 5))
+
+
+def test_on_a_default_server_64_concurrent_requests_without_max_tokens_are_all_admitted() -> None:
+    # A 4,096-token context: reserving the whole cap, 64 requests would be 262,400 tokens, past the
+    # 200,000 a minute, and about 48 of them would pass. Slots and the queue (2 + 64) are the limit.
+    with in_process({"context_size": 4096}) as server:
+        for round_ in (1, 2):  # the answers settled to what they used: the next 64 pass too
+            responses = asyncio.run(_burst(server, [CHAT] * 64))
+            assert [r.status_code for r in responses] == [200] * 64, {r.text for r in responses}
+            settled(server, 64 * round_)
+
+
+def _charged_in_the_ledger(server: InProcessServer) -> int:
+    from aimi.runtime import runtime_of
+    from aimi.usage.store import usage_records
+
+    runtime = runtime_of(server.app)
+    runtime.ledger.flush(5)
+    with runtime.store.engine.connect() as connection:
+        rows = connection.execute(usage_records.select()).mappings().all()
+    return sum(row["prompt_tokens"] + row["completion_tokens"] for row in rows)
+
+
+def test_whatever_way_requests_without_max_tokens_end_the_window_keeps_only_their_usage() -> None:
+    # Each ends another way: answered, streamed, several choices, refused by the engine for its
+    # length, refused for an unsupported parameter, abandoned mid-stream, a completion.
+    long_prompt = {"messages": [{"role": "user", "content": " ".join(["word"] * 3000)}]}
+    with in_process({"context_size": 4096}) as server, server.client() as http:
+        assert http.post("/chat/completions", json=CHAT).status_code == 200
+        assert http.post("/v1/chat/completions", json={**CHAT, "stream": True}).status_code == 200
+        assert http.post("/v1/chat/completions", json={**CHAT, "n": 4}).status_code == 200
+        assert http.post("/v1/completions", json={"prompt": "hi"}).status_code == 200
+        assert http.post("/chat/completions", json={**long_prompt, "n": 2}).status_code == 400
+        json_object = {**CHAT, "response_format": {"type": "json_object"}}
+        assert http.post("/chat/completions", json=json_object).status_code == 422
+        server.engine.options["hang"] = True
+        sock = open_request(server, "/chat/completions", {**CHAT, "stream": True})
+        wait_until(lambda: server.engine.active == 1, 5, "the stream to start")
+        abort(sock)
+        server.engine.options["hang"] = False
+        settled(server, 7)
+        used = _charged_in_the_ledger(server)
+        last = http.post("/chat/completions", json=chat(5))
+        # The 400 and the 422 were refused before admission: 5 requests and the last one charged.
+        assert quota_headers(last) == limits(1000, 200_000, 1000 - 6, 200_000 - used - (PROMPT + 5))
+
+
 def test_with_every_limit_off_answers_carry_no_quota_headers() -> None:
     settings = {"quota_tokens_per_minute": 0, "quota_requests_per_minute": 0, "quota_max_concurrent": 0}
     with in_process(settings) as server, server.client() as http:

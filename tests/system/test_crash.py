@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import aimi_process
 
@@ -21,7 +22,8 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 WINDOW_S = 0.15
 
 
-def test_sigkill_loses_only_the_records_of_the_last_moments(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rate", [80, 370, None], ids=["80-per-s", "370-per-s", "flat-out"])
+def test_sigkill_loses_only_the_records_of_the_last_moments(tmp_path: Path, rate: int | None) -> None:
     model = tmp_path / "stand-in.gguf"
     model.write_bytes(b"GGUF")
     home = tmp_path / "home"
@@ -29,8 +31,11 @@ def test_sigkill_loses_only_the_records_of_the_last_moments(tmp_path: Path) -> N
     answered: list[tuple[str, float]] = []
     with aimi_process(home, ["--model", str(model), *FAKE, "--api-key", "crash-key"], env=env) as server:
         with httpx.Client(base_url=server.url, headers={"api-key": "crash-key"}, timeout=10) as client:
-            deadline = time.monotonic() + 2.0
+            started = time.monotonic()
+            deadline = started + 2.0
             while time.monotonic() < deadline:
+                if rate is not None:  # paced: request i leaves at i / rate seconds
+                    time.sleep(max(0.0, started + len(answered) / rate - time.monotonic()))
                 response = client.post("/chat/completions", json=CHAT)
                 assert response.status_code == 200
                 answered.append((response.headers["x-request-id"], time.monotonic()))
@@ -41,7 +46,8 @@ def test_sigkill_loses_only_the_records_of_the_last_moments(tmp_path: Path) -> N
         written = {row[0] for row in db.execute("SELECT id FROM usage_records")}
     lost = [(request_id, at) for request_id, at in answered if request_id not in written]
     late = [request_id for request_id, at in lost if killed_at - at > WINDOW_S]
-    print(f"{len(answered)} answered in 2 s, {len(lost)} records lost at the kill")
+    window = killed_at - min((at for _, at in lost), default=killed_at)
+    print(f"{len(answered)} answered in 2 s, {len(lost)} records lost at the kill (the last {window * 1000:.0f} ms)")
     assert len(answered) > 50
     assert late == [], f"{len(late)} records answered more than {WINDOW_S} s before the kill were lost"
     assert written <= {request_id for request_id, _ in answered}

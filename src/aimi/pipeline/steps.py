@@ -123,13 +123,15 @@ async def load(context: RequestContext) -> None:
 
 async def count_prompt(context: RequestContext) -> None:
     """The prompt's tokens as the engine will read them (the chat template included), or a bound
-    for them, and what the request reserves: the prompt plus the most each choice may generate."""
+    for them, and what the request reserves: the prompt plus, for each choice, its ``max_tokens``
+    or, when it sets none, the default reservation (:func:`admission.completion_reservation`)."""
     deployment, work = context.serving(), context.work
     assert work is not None
     bound = admission.bound_prompt_tokens(deployment, work.request)
     context.prompt_bounded = bound is not None
     context.prompt_count = bound if bound is not None else await admission.prompt_tokens(deployment, work.request)
-    most = work.request.max_tokens or deployment.max_tokens
+    default = context.runtime.settings.quota_default_reservation
+    most = admission.completion_reservation(work.request.max_tokens, deployment.max_tokens, default)
     context.reserve_tokens = context.prompt_count + work.candidates * most
 
 

@@ -19,9 +19,11 @@ from http import HTTPStatus
 from typing import Any
 
 import httptools
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from aimi.protocol.errors import ApiError, service_unavailable
+from aimi.protocol.ids import new_id
 from aimi.protocol.jsonbytes import ascii_json
 from aimi.surfaces.json_response import error_response
 
@@ -43,11 +45,11 @@ def _error_bytes(error: ApiError) -> bytes:
     return (head + "\r\n").encode("latin-1") + body
 
 
-# The answer past the connection cap: a 503 the clients retry.
-_busy = error_response(
-    service_unavailable("the server is at its connection limit; retry shortly", retry_after=1),
-    {"connection": "close"},
-)
+async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer past the connection cap: a 503 the clients retry. It never reaches the app's
+    middleware, so it is given its own request id here, as every 5xx has one."""
+    error = service_unavailable("the server is at its connection limit; retry shortly", retry_after=1)
+    await error_response(error, {"connection": "close", "x-request-id": new_id()})(scope, receive, send)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -64,6 +66,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_deadline: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._in_head = True
+        # Answered before its body was all read (a body refused for what its start holds): the
+        # rest is discarded by the parser as it arrives, within the next head's deadline.
+        self._message_done = True
+        self._draining = False
 
     def _arm(self) -> None:
         self._disarm()
@@ -78,7 +84,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_too_slow(self) -> None:
         self._head_deadline = None
-        if self._in_head and not self.transport.is_closing():
+        if (self._in_head or self._draining) and not self.transport.is_closing():
             self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -104,6 +110,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._message_done = False
         self._disarm()
         cap = self._cap
         if cap is not None and (len(self.connections) >= cap or len(self.tasks) >= cap):
@@ -115,10 +122,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._message_done = True
+        if self._draining:  # the refused body's rest is gone: the next head starts here
+            self._draining = False
+            self._in_head = True
+            self._head_bytes = 0
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing() and not self.pipeline:
             self._arm()  # the next request's head, on a kept-alive connection
+            if not self._message_done:  # first the rest of this request's body, not counted as a head
+                self._in_head = False
+                self._draining = True
 
     def send_400_response(self, msg: str) -> None:
         """What is not HTTP at all (a NUL in a header, a negative length, a body framed two ways)

@@ -20,7 +20,14 @@ from aimi.pipeline.context import Kind, RequestContext, context_of
 from aimi.pipeline.extra_parameters import Policy, policy_from_header
 from aimi.pipeline.generation import collect
 from aimi.pipeline.steps import may_call, route_to, until_disconnect
-from aimi.pipeline.validation import check_counts, parse, parse_json_object
+from aimi.pipeline.validation import (
+    OUTLINE_FROM_BYTES,
+    check_counts,
+    check_outline,
+    check_prefix,
+    parse,
+    parse_json_object,
+)
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
 from aimi.protocol.embeddings import AzureEmbeddingsRequest, AzureImageEmbeddingsRequest, OpenAIEmbeddingsRequest
@@ -77,14 +84,37 @@ def _json_only(content_type: str | None) -> None:
         )
 
 
+# Where a large body's prefix is read for its count of messages while the rest still arrives.
+_PREFIX_CHECKS = (OUTLINE_FROM_BYTES, 1024 * 1024)
+
+
+async def _body(request: Request, most_messages: int) -> bytes:
+    """The request body, refused as soon as what arrived holds more messages than any deployment
+    accepts: the rest of a 3.5 MB flood is then discarded by the HTTP parser as it arrives, never
+    gathered, joined and scanned."""
+    chunks: list[bytes] = []
+    size = 0
+    checks = iter(_PREFIX_CHECKS)
+    due = next(checks, None)
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if due is not None and size >= due:
+            check_prefix(b"".join(chunks), most_messages)
+            due = next((at for at in checks if at > size), None)
+    return b"".join(chunks)
+
+
 async def _read(request: Request, surface: Surface, schema: type[BaseModel]) -> RequestContext:
     """The request's context with its wire body, its extra-parameters policy and the deployment it
     names (the path's, the azureml-model-deployment header's, the body's ``model``)."""
     context = context_of(request.scope)
     _json_only(request.headers.get("content-type"))
     context.policy = policy_from_header(request.headers.get("extra-parameters"), surface.default_policy)
-    value = parse_json_object(await request.body())
     deployments = context.runtime.deployments
+    raw = await _body(request, deployments.most_messages)
+    check_outline(raw, deployments.most_messages, deployments.most_inputs)
+    value = parse_json_object(raw)
     check_counts(value, deployments.most_messages, deployments.most_inputs)
     context.body = parse(schema, value)
     context.model = request.headers.get("azureml-model-deployment") or context.body.model
