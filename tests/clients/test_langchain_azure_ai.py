@@ -108,7 +108,7 @@ def test_default_wrong_key_raises_authentication_error(endpoint: str, live_serve
 
 
 def default_embeddings(endpoint: str, key: str) -> AzureAIOpenAIApiEmbeddingsModel:
-    return AzureAIOpenAIApiEmbeddingsModel(  # type: ignore[call-arg]
+    return AzureAIOpenAIApiEmbeddingsModel(
         endpoint=endpoint,
         credential=key,
         model=EMBEDDINGS_MODEL,

@@ -65,7 +65,7 @@ def test_chat_and_stream(live_server: LiveServer) -> None:
 
 
 class Weather:
-    @kernel_function(name="get_weather", description="Get the weather in a city")
+    @kernel_function(name="get_weather", description="Get the weather in a city")  # type: ignore[untyped-decorator, unused-ignore]
     def get_weather(self, city: str) -> str:
         return f"sunny in {city}"
 
