@@ -1,6 +1,6 @@
 """What one running aimi is made of, built once by ``create_app`` and typed.
 
-Everything a request needs besides itself hangs here: the deployments, the keys, the content
+Everything a request needs besides itself hangs here: the deployments, the keys and trusted token issuers, the content
 safety classifiers, the quota gate, the usage ledger and the metrics, and the background tasks
 the server keeps. The app holds exactly one :class:`Runtime` (``app.state.runtime``); nothing
 else is kept on the app, and no module keeps state of its own.
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aimi.auth.keys import ApiKey, KeyRing
+from aimi.auth.tokens import TokenVerifier
+from aimi.control.plane import ControlPlane
 from aimi.deployments.build import DeploymentSpec
 from aimi.deployments.registry import Deployments, Endpoint
 from aimi.quota.gate import Quotas
@@ -35,12 +37,15 @@ class Runtime:
     settings: Settings
     deployments: Deployments
     keys: KeyRing
+    tokens: TokenVerifier
     classifiers: Classifiers
     quotas: Quotas
     ledger: Ledger
     store: LedgerStore
     metrics: Metrics
     reloader: Callable[[], Served] | None = None
+    control: ControlPlane | None = None
+    """Managed keys and runtime deployments from the database; None when the server has no auth."""
     tracing: Any = None  # an OpenTelemetry TracerProvider, when traces are exported
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     """Tasks the server runs beside requests (model loads, retirements, shadow requests); cancelled at shutdown."""

@@ -34,8 +34,24 @@ def body_for(path: str) -> dict[str, Any] | None:
     return None
 
 
-def expected_status(path: str) -> int:
+# The control plane's routes, called without a body and with the literal "{name}": what they answer after auth.
+ADMIN_STATUS = {
+    ("/admin/keys", "POST"): 400,
+    ("/admin/keys/{name}", "GET"): 404,
+    ("/admin/keys/{name}", "HEAD"): 404,
+    ("/admin/keys/{name}/rotate", "POST"): 404,
+    ("/admin/keys/{name}/revoke", "POST"): 404,
+    ("/admin/deployments/{name}", "GET"): 404,
+    ("/admin/deployments/{name}", "HEAD"): 404,
+    ("/admin/deployments/{name}", "PUT"): 400,
+    ("/admin/deployments/{name}", "DELETE"): 404,
+}
+
+
+def expected_status(path: str, method: str = "GET") -> int:
     """The fake deployment serves chat: embeddings routes answer the documented 404 (after auth)."""
+    if (path, method) in ADMIN_STATUS:
+        return ADMIN_STATUS[path, method]
     return 404 if path.endswith("/embeddings") else 200
 
 
@@ -114,7 +130,7 @@ def test_every_route_and_method_answers_200_with_a_valid_api_key(server: InProce
     failures = [
         f"{method} {path}: {response.status_code} {response.text[:200]}"
         for path, method in route_calls(server)
-        if (response := call(server, path, method, {"api-key": KEY})).status_code != expected_status(path)
+        if (response := call(server, path, method, {"api-key": KEY})).status_code != expected_status(path, method)
     ]
     assert failures == []
 
@@ -124,7 +140,7 @@ def test_every_route_and_method_answers_200_with_a_valid_bearer_token(server: In
         f"{method} {path}: {response.status_code} {response.text[:200]}"
         for path, method in route_calls(server)
         if (response := call(server, path, method, {"Authorization": f"Bearer {KEY}"})).status_code
-        != expected_status(path)
+        != expected_status(path, method)
     ]
     assert failures == []
 

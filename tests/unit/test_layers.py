@@ -14,6 +14,7 @@ FORBIDDEN = {
     "pipeline": {"surfaces", "server", "cli"},
     "surfaces": {"server", "cli"},
     "server": {"cli"},
+    "control": {"server", "cli", "surfaces", "pipeline"},
 }
 
 

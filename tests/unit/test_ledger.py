@@ -249,10 +249,16 @@ def test_migrating_twice_is_a_no_op(engine: Engine) -> None:
     schema = _schema(engine)
     assert [name for name, _ in schema] == [
         "alembic_version",
+        "audit_log",
+        "ix_audit_log_time",
         "ix_usage_records_deployment",
         "ix_usage_records_key",
         "ix_usage_records_time",
+        "managed_keys",
+        "runtime_deployments",
         "sqlite_autoindex_alembic_version_1",
+        "sqlite_autoindex_managed_keys_1",
+        "sqlite_autoindex_runtime_deployments_1",
         "sqlite_autoindex_usage_records_1",
         "usage_records",
     ]
@@ -260,7 +266,7 @@ def test_migrating_twice_is_a_no_op(engine: Engine) -> None:
     store.migrate(engine)
     assert _schema(engine) == schema
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [("0001",)]
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [("0002",)]
         assert connection.execute(sa.text("SELECT count(*) FROM usage_records")).scalar() == 1
         assert connection.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
 

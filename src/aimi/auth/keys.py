@@ -11,7 +11,8 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +33,14 @@ def digest(key: str) -> bytes:
 class Principal:
     """Who is calling: the key's name (its id in logs, never the secret), the deployments it may
     use (None: all of them), its own quota, and its scopes: ``inference`` (the model routes),
-    ``metrics`` (``/metrics``) and ``admin`` (``/admin/...``)."""
+    ``metrics`` (``/metrics``) and ``admin`` (``/admin/...``). ``kind`` says what it presented:
+    a ``key`` (named by the key's name) or a ``token`` (named by its subject)."""
 
     name: str
     deployments: frozenset[str] | None = None
     quota: QuotaLimits | None = None
     scopes: frozenset[str] = ALL_SCOPES
+    kind: str = "key"
 
     def may(self, scope: str) -> bool:
         return scope in self.scopes
@@ -48,10 +51,12 @@ class Principal:
 
 @dataclass(frozen=True)
 class ApiKey:
-    """A configured key: its SHA-256 digest and who it stands for."""
+    """A configured key: its SHA-256 digest, who it stands for, and when it stops working (Unix
+    time; None: never), as a managed key's expiry or a rotated-out secret's grace period."""
 
     sha256: bytes
     principal: Principal
+    expires_at: float | None = None
 
     @classmethod
     def from_secret(
@@ -80,10 +85,19 @@ class KeyVerifier:
         candidate = digest(presented)
         # Compare against every key, without stopping at a match, so timing tells nothing.
         found: Principal | None = None
+        now = time.time()
         for key in self._keys:
-            if hmac.compare_digest(candidate, key.sha256):
+            if hmac.compare_digest(candidate, key.sha256) and (key.expires_at is None or now < key.expires_at):
                 found = key.principal
         return found
+
+    def names(self) -> frozenset[str]:
+        """The names of the keys, for telling a managed key's name apart from theirs."""
+        return frozenset(key.principal.name for key in self._keys)
+
+    def extended(self, keys: Sequence[ApiKey]) -> KeyVerifier:
+        """A verifier of these keys and ``keys``."""
+        return KeyVerifier([*self._keys, *keys])
 
     def verify(self, presented: str) -> bool:
         return self.identify(presented) is not None
@@ -97,10 +111,37 @@ def principal_of(scope: Scope) -> Principal | None:
 
 
 class KeyRing:
-    """The server's current keys; a reload swaps the verifier in place. None: no authentication."""
+    """The server's current keys: those of the flags and the file (a reload swaps them in place;
+    None: no authentication) and the managed keys of the database (swapped by
+    :meth:`manage` on every refresh). ``verifier`` checks both."""
 
     def __init__(self, verifier: KeyVerifier | None) -> None:
-        self.verifier = verifier
+        self._configured = verifier
+        self._managed: tuple[ApiKey, ...] = ()
+        self._verifier = verifier
+
+    @property
+    def verifier(self) -> KeyVerifier | None:
+        return self._verifier
+
+    @verifier.setter
+    def verifier(self, verifier: KeyVerifier | None) -> None:
+        self._configured = verifier
+        self._combine()
+
+    @property
+    def configured(self) -> KeyVerifier | None:
+        """The keys of the flags and the file alone."""
+        return self._configured
+
+    def manage(self, keys: Sequence[ApiKey]) -> None:
+        """Serve ``keys`` as the managed keys from now on."""
+        self._managed = tuple(keys)
+        self._combine()
+
+    def _combine(self) -> None:
+        configured = self._configured
+        self._verifier = configured.extended(self._managed) if configured is not None and self._managed else configured
 
 
 def generate_key() -> str:

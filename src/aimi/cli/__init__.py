@@ -1,11 +1,11 @@
-"""The ``aimi`` command: serve, chat, config, models, reload and usage."""
+"""The ``aimi`` command: serve, chat, config, models, reload, usage, keys, deployments and audit."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from aimi.cli import chat, config, models, reload, serve, usage
+from aimi.cli import audit, chat, config, deployments, keys, models, reload, serve, usage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     models.add_parser(commands)
     reload.add_parser(commands)
     usage.add_parser(commands)
+    keys.add_parser(commands)
+    deployments.add_parser(commands)
+    audit.add_parser(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -12,10 +12,11 @@ ever attached to 429 and 503: azure-core retries any other status that carries i
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from aimi.protocol.sse import frame
 
 # code -> (HTTP status, OpenAI-style error type)
 ERROR_CODES: dict[str, tuple[int, str | None]] = {
@@ -30,6 +31,7 @@ ERROR_CODES: dict[str, tuple[int, str | None]] = {
     "NotFound": (404, "not_found_error"),
     "DeploymentNotFound": (404, "not_found_error"),  # Azure OpenAI's, for an unknown path deployment
     "MethodNotAllowed": (405, "invalid_request_error"),
+    "Conflict": (409, "invalid_request_error"),
     "request_timeout": (408, "invalid_request_error"),
     "payload_too_large": (413, "invalid_request_error"),
     "unsupported_media_type": (415, "invalid_request_error"),
@@ -100,7 +102,7 @@ class ApiError(Exception):
 
     def sse_frame(self) -> bytes:
         """The error as one SSE ``data:`` frame, for failures after the 200 went out."""
-        return b"data: " + json.dumps(self.body(), separators=(",", ":")).encode() + b"\n\n"
+        return frame(self.body())
 
 
 def invalid_request(message: str, param: str | None = None) -> ApiError:

@@ -18,7 +18,7 @@ from aimi.deployments.registry import Endpoint
 from aimi.pipeline.steps import ClientGone
 from aimi.protocol.errors import ApiError
 from aimi.runtime import Served
-from aimi.server import openapi
+from aimi.server import control, openapi
 from aimi.server.admin import gauges, metrics_route, usage_route
 from aimi.server.errors import api_error, client_gone, http_error, unexpected
 from aimi.server.health import health
@@ -39,6 +39,7 @@ def routes() -> list[BaseRoute]:
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         Route("/admin/usage", usage_route, methods=["GET"]),
+        *control.routes(),
     ]
     for prefix in (*AZURE_PREFIXES, DEPLOYMENT_PREFIX):
         table += [

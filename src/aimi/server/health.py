@@ -38,6 +38,9 @@ async def health(request: Request) -> Response:
     principal = principal_of(request.scope)
     if principal is not None:
         body["deployments"] = {name: s for name, s in states.items() if principal.may_use(name)}
+        expiring = runtime.control.expiring() if runtime.control is not None else {}
+        if expiring:  # temporary runtime deployments, and when they go
+            body["expires"] = {name: at for name, at in expiring.items() if principal.may_use(name)}
         body["quota"] = runtime.quotas.health().as_dict()
         ledger = runtime.ledger
         body["usage_ledger"] = {

@@ -19,6 +19,7 @@ from aimi.protocol import responses as out
 from aimi.protocol.chat import AzureChatRequest, OpenAIChatRequest
 from aimi.protocol.completions import AzureCompletionRequest, OpenAICompletionRequest
 from aimi.protocol.embeddings import AzureEmbeddingsRequest, AzureImageEmbeddingsRequest, OpenAIEmbeddingsRequest
+from aimi.server import control_openapi
 from aimi.surfaces.json_response import JSONResponse
 
 # Azure clients append routes to whatever endpoint they were given: the Foundry style ends
@@ -54,6 +55,7 @@ _MODELS: list[type[BaseModel]] = [
     OpenAIEmbeddingsRequest,
     AzureImageEmbeddingsRequest,
     out.EmbeddingsResult,
+    *control_openapi.MODELS,
 ]
 
 
@@ -67,6 +69,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "`extra-parameters: error`, a prompt longer than the context",
         401: "Missing or invalid key",
         403: "The key lacks the route's scope, or may not use this deployment",
+        409: "The change conflicts with what exists: a name taken, a key already revoked, a deployment of the file",
         408: "The request body stopped arriving for AIMI_BODY_TIMEOUT seconds (`request_timeout`)",
         413: "Body larger than the configured limit",
         415: "A body declared as anything but JSON (`unsupported_media_type`)",
@@ -303,6 +306,7 @@ def build() -> dict[str, Any]:
             },
         }
     }
+    paths.update(control_openapi.paths(_errors))
     for path in ("/swagger.json", "/openapi.json"):
         paths[path] = {
             "get": {
@@ -329,7 +333,12 @@ def build() -> dict[str, Any]:
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {
                 "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "api-key"},
-                "BearerAuth": {"type": "http", "scheme": "bearer"},
+                "BearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A key, or a token signed by a trusted OpenID Connect issuer such as Microsoft "
+                    "Entra ID (AIMI_OIDC_ISSUER; audience https://ml.azure.com by default).",
+                },
             },
         },
         "security": [{"ApiKeyAuth": []}, {"BearerAuth": []}],

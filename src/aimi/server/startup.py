@@ -16,6 +16,8 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from aimi.auth.keys import ApiKey, KeyRing, KeyVerifier
+from aimi.auth.tokens import TokenVerifier
+from aimi.control.plane import ControlPlane
 from aimi.deployments.build import DeploymentSpec
 from aimi.deployments.registry import Deployment, Deployments, Endpoint
 from aimi.deployments.sources import resolve
@@ -125,16 +127,19 @@ def build_runtime(
     store = LedgerStore.open(settings.home, settings.database_url)
     quotas, metrics = build_quotas(settings), Metrics()
     quotas.on_failure = metrics.quota_errors.labels(quotas.backend.name).inc
+    keyring = KeyRing(KeyVerifier(keys) if keys is not None else None)
     runtime = Runtime(
         settings=settings,
         deployments=deployments,
-        keys=KeyRing(KeyVerifier(keys) if keys is not None else None),
+        keys=keyring,
+        tokens=TokenVerifier.from_settings(settings),
         classifiers=classifiers,
         quotas=quotas,
         ledger=Ledger(store.write, capacity=settings.usage_buffer),
         store=store,
         metrics=metrics,
         reloader=reloader,
+        control=ControlPlane(settings, store, keyring, specs) if keyring.verifier is not None else None,
         tracing=tracer_provider(settings.otlp_endpoint) if settings.otlp_endpoint else None,
     )
     return runtime
@@ -168,6 +173,13 @@ async def reload(runtime: Runtime) -> None:
     except Exception as exc:
         log.error("reload failed, still serving the previous deployments: %s", exc)
         return
+    await apply(runtime, runtime.control.served(specs) if runtime.control is not None else specs, keys, endpoints)
+
+
+async def apply(
+    runtime: Runtime, specs: list[DeploymentSpec], keys: list[str | ApiKey] | None, endpoints: list[Endpoint]
+) -> None:
+    """Serve ``specs`` (and ``keys``, unless None) from now on, as :func:`reload` describes."""
     current = {d.name: d for d in runtime.deployments}
     try:
         serving = [
@@ -223,6 +235,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     for d in runtime.deployments:
         if not d.on_demand:
             runtime.spawn(_load(d))
+    if runtime.control is not None:
+        # After the file's loads: the first refresh adds the runtime deployments (and the managed keys).
+        runtime.control.attach(lambda specs: apply(runtime, specs, None, runtime.deployments.endpoints))
+        runtime.spawn(runtime.control.run())
     runtime.spawn(_unload_idle(runtime))
     restarts = runtime.metrics.engine_restarts
     policy = restart_policy(runtime.settings)
@@ -241,6 +257,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(runtime.ledger.stop)
         runtime.store.close()
         await runtime.quotas.close()
+        await runtime.tokens.close()
         await runtime.classifiers.close()
         if runtime.tracing is not None:
             await asyncio.to_thread(runtime.tracing.shutdown)

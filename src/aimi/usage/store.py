@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -101,6 +102,7 @@ class LedgerStore:
     def __init__(self, url: str) -> None:
         self.engine = connect(url)
         self._migrated = False
+        self._migrating = threading.Lock()
 
     @classmethod
     def open(cls, home: Path, database_url: str | None) -> LedgerStore:
@@ -112,10 +114,15 @@ class LedgerStore:
         return cls(ledger_url(home, database_url))
 
     def ensure(self) -> None:
-        """Migrate the schema once; raises while the database is unreachable."""
-        if not self._migrated:
-            migrate(self.engine)
-            self._migrated = True
+        """Migrate the schema once; raises while the database is unreachable. One migration at a
+        time: the start, the ledger's writer and the control plane may all ask at once, and
+        SQLite's DDL is not transactional."""
+        if self._migrated:
+            return
+        with self._migrating:
+            if not self._migrated:
+                migrate(self.engine)
+                self._migrated = True
 
     def write(self, records: Sequence[UsageRecord]) -> None:
         self.ensure()
