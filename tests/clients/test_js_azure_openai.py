@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.helpers import CHAT_MODEL
+from tests.clients.helpers import CHAT_MODEL, EMBEDDINGS_DIMS, EMBEDDINGS_MODEL
 from tests.clients.test_js_sdk import JS_DIR, last_json_line
 from tests.conftest import LiveServer
 
@@ -54,4 +54,20 @@ def test_azure_openai_chat_stream_tool_json_and_wrong_key(js_dir: Path, live_ser
     assert set(json.loads(calls[0]["function"]["arguments"])) == {"city"}
     parsed = json.loads(out["json"])
     assert set(parsed) == {"color"} and parsed["color"] in ("red", "green", "blue")
+    assert out["wrong_key"] == {"authentication_error": True, "status": 401}
+
+
+def test_azure_openai_embeddings_and_wrong_key(js_dir: Path, live_embeddings_server: LiveServer) -> None:
+    env = {
+        **os.environ,
+        "AIMI_ENDPOINT": live_embeddings_server.url,
+        "AIMI_API_KEY": live_embeddings_server.key,
+        "AIMI_DEPLOYMENT": EMBEDDINGS_MODEL,
+    }
+    result = subprocess.run(
+        ["node", "azure_openai_embeddings.mjs"], cwd=js_dir, env=env, capture_output=True, text=True, timeout=300
+    )
+    out = last_json_line(result)
+    assert out["model"] == EMBEDDINGS_MODEL
+    assert out["data"] == [{"index": 0, "dims": EMBEDDINGS_DIMS}, {"index": 1, "dims": EMBEDDINGS_DIMS}]
     assert out["wrong_key"] == {"authentication_error": True, "status": 401}

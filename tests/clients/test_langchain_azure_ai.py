@@ -1,8 +1,10 @@
-"""langchain-azure-ai against a live ``aimi serve``: its default chat model and its inference classes.
+"""langchain-azure-ai against a live ``aimi serve``: its default chat and embeddings models and its
+inference classes.
 
 ``langchain_azure_ai.chat_models.AzureAIChatCompletionsModel`` is, since 1.x, an alias of
 ``AzureAIOpenAIApiChatModel`` (langchain-openai's ``ChatOpenAI`` over ``endpoint``), driven here on
-the Azure route (``/models``) and on Foundry's OpenAI surface (``/openai/v1``). The classes in
+the Azure route (``/models``) and on Foundry's OpenAI surface (``/openai/v1``); so is the default
+embeddings model, ``AzureAIOpenAIApiEmbeddingsModel`` (langchain-openai's ``OpenAIEmbeddings``). The classes in
 ``chat_models.inference`` and ``embeddings.inference`` are built on azure-ai-inference.
 """
 
@@ -22,6 +24,7 @@ from tests.clients.helpers import (
     COLOR_QUESTION,
     COLOR_SCHEMA,
     EMBEDDINGS_DIMS,
+    EMBEDDINGS_MODEL,
     PROMPT,
     WEATHER_QUESTION,
     WEATHER_TOOL,
@@ -33,6 +36,7 @@ from langchain_azure_ai.chat_models import AzureAIChatCompletionsModel
 from langchain_azure_ai.chat_models.inference import (
     AzureAIChatCompletionsModel as InferenceChatModel,
 )
+from langchain_azure_ai.embeddings import AzureAIOpenAIApiEmbeddingsModel
 from langchain_azure_ai.embeddings.inference import AzureAIEmbeddingsModel
 
 pytestmark = [
@@ -100,6 +104,38 @@ def test_default_json_schema_output_parses(endpoint: str, live_server: LiveServe
 def test_default_wrong_key_raises_authentication_error(endpoint: str, live_server: LiveServer) -> None:
     with pytest.raises(openai.AuthenticationError) as caught:
         default(endpoint, "wrong-" + live_server.key).invoke(PROMPT)
+    assert caught.value.status_code == 401
+
+
+def default_embeddings(endpoint: str, key: str) -> AzureAIOpenAIApiEmbeddingsModel:
+    return AzureAIOpenAIApiEmbeddingsModel(
+        endpoint=endpoint,
+        credential=key,
+        model=EMBEDDINGS_MODEL,
+        check_embedding_ctx_length=False,  # token ids from tiktoken mean nothing to this model
+        max_retries=0,
+    )
+
+
+@pytest.fixture(params=["/models", "/openai/v1"])
+def embeddings_endpoint(request: pytest.FixtureRequest, live_embeddings_server: LiveServer) -> str:
+    return f"{live_embeddings_server.url}{request.param}"
+
+
+def test_default_embeddings_have_the_model_dimension(
+    embeddings_endpoint: str, live_embeddings_server: LiveServer
+) -> None:
+    model = default_embeddings(embeddings_endpoint, live_embeddings_server.key)
+    documents = model.embed_documents(["hello world", "The quick brown fox."])
+    assert [len(v) for v in documents] == [EMBEDDINGS_DIMS, EMBEDDINGS_DIMS]
+    assert model.embed_query("hello world") == pytest.approx(documents[0], abs=1e-6)
+
+
+def test_default_embeddings_wrong_key_raises_authentication_error(
+    embeddings_endpoint: str, live_embeddings_server: LiveServer
+) -> None:
+    with pytest.raises(openai.AuthenticationError) as caught:
+        default_embeddings(embeddings_endpoint, "wrong-" + live_embeddings_server.key).embed_query("hello world")
     assert caught.value.status_code == 401
 
 

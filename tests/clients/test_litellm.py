@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from tests.clients.helpers import (
     WEATHER_QUESTION,
     WEATHER_TOOL,
 )
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, aimi_process
 
 # litellm fetches its model price list from the network at import unless told to use its own copy.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -112,3 +114,51 @@ def test_embeddings_have_the_model_dimension(live_embeddings_server: LiveServer,
         **base(live_embeddings_server, provider),
     )
     assert [len(item["embedding"]) for item in result.data] == [EMBEDDINGS_DIMS, EMBEDDINGS_DIMS]
+
+
+# A deployment named like a route word ------------------------------------------------------------
+# azure_ai/ joins "/chat/completions" onto api_base merging a repeated segment, so with the
+# deployments docs' example name, api_base .../deployments/chat, it posts the chat body to
+# .../deployments/chat/completions. Embeddings go through the openai SDK and are not merged.
+
+
+@pytest.fixture(scope="module")
+def named_chat(
+    tmp_path_factory: pytest.TempPathFactory, default_model_path: Path, embeddings_model_path: Path
+) -> Iterator[LiveServer]:
+    """``aimi serve --config`` with the docs' deployments file: "chat" and "minilm"."""
+    home = tmp_path_factory.mktemp("aimi-named-chat")
+    config = home / "aimi.toml"
+    config.write_text(
+        '[[deployments]]\nname = "chat"\nmodel = "smollm2-135m-instruct"\ncontext_size = 2048\n\n'
+        '[[deployments]]\nname = "minilm"\nmodel = "all-minilm-l6-v2"\n'
+    )
+    with aimi_process(home, ["--config", str(config)], env={"HF_HUB_OFFLINE": "1"}) as server:
+        yield server
+
+
+@pytest.mark.parametrize("prefix", ["/deployments", "/openai/deployments"])
+def test_azure_ai_with_a_deployment_named_chat(named_chat: LiveServer, prefix: str) -> None:
+    call = {
+        "model": "azure_ai/chat",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": 16,
+        "temperature": 0,
+        "api_key": named_chat.key,
+        "api_base": f"{named_chat.url}{prefix}/chat",
+        "num_retries": 0,
+    }
+    whole = litellm.completion(**call)
+    content = whole.choices[0].message.content
+    assert isinstance(content, str) and content
+    assert whole.choices[0].finish_reason in ("stop", "length")
+    chunks = list(litellm.completion(**call, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == content
+    result = litellm.embedding(
+        model="azure_ai/minilm",
+        input=["hello world"],
+        api_key=named_chat.key,
+        api_base=f"{named_chat.url}{prefix}/minilm",
+        num_retries=0,
+    )
+    assert [len(item["embedding"]) for item in result.data] == [EMBEDDINGS_DIMS]
