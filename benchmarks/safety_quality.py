@@ -15,8 +15,9 @@ category, jailbreak detection on):
 
 Classifiers: ``embedded`` (the default, USE multilingual and its head), ``minilm`` (the embedded
 classifier with ``model = "all-minilm-l6-v2"``: reference statements only, the classifier before
-the head), ``blocklist`` (the sample blocklist below alone), and ``guard`` when ``--guard-url``
-names an OpenAI-compatible server with a Llama Guard model (no PyPI package ships one).
+the head), ``head`` (USE and its head without the patterns), ``blocklist`` (the sample blocklist
+below alone). ``guard`` needs a Llama Guard deployment, and no PyPI package ships one: it is not
+measured here.
 """
 
 from __future__ import annotations
@@ -170,7 +171,9 @@ async def run(classifiers: Sequence[str], part: str) -> dict[str, Any]:
         if name == "embedded":
             classifier = EmbeddedClassifier({}, _model_path)
         elif name == "minilm":
-            classifier = EmbeddedClassifier({"model": "all-minilm-l6-v2"}, _model_path)
+            classifier = EmbeddedClassifier({"model": "all-minilm-l6-v2", "patterns": False}, _model_path)
+        elif name == "head":  # the model alone, without the patterns
+            classifier = EmbeddedClassifier({"patterns": False}, _model_path)
         elif name == "blocklist":
             classifier = BlocklistOnly()
         else:

