@@ -14,6 +14,9 @@ from tests.api.helpers import sse_payloads
 from tests.api.test_safety import _chat, _content, _raw_stream, _spec
 from tests.conftest import InProcessServer, in_process
 
+# Loading the encoder and judging the set take seconds on an idle machine, minutes on a loaded one.
+pytestmark = pytest.mark.timeout(600)
+
 PREFIX = {
     "en": "The old lighthouse stands on a rocky point at the edge of the bay. Every evening the keeper climbs "
     "the spiral stairs, polishes the brass lamp and watches the fishing boats come home. ",
