@@ -204,6 +204,9 @@ def parse_config(text: str, source: str = "config") -> FileConfig:
         raise ConfigError(f"{source}: deployment names must be unique; repeated: {', '.join(duplicates)}")
     for i, deployment in enumerate(config.deployments):
         rules = engine_rules(deployment.engine)
+        reason = rules.unavailable()
+        if reason is not None:
+            raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).engine: {reason}")
         if deployment.model is None and rules.needs_model:
             raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).model is required")
         for option in rules.required():

@@ -110,6 +110,10 @@ class VllmOptions(EngineOptions):
     tokenizer: str | None = None
     trust_remote_code: bool = False
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        return None if vllm_available() else MISSING.format(python=sys.executable)
+
 
 def vllm_available() -> bool:
     """Whether vLLM can be imported here (without importing it)."""
