@@ -28,6 +28,7 @@ from aimi.engines.api import (
     Usage,
 )
 from aimi.engines.vllm import VllmEngine, VllmOptions
+from tests.conftest import aimi_process
 from tests.engines.tiny_llama import build_tiny_llama
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
@@ -195,3 +196,34 @@ async def test_without_vllm_the_engine_fails_to_start_saying_why(tmp_path: Path)
 def test_a_model_path_is_required() -> None:
     with pytest.raises(ValueError, match="needs a model_path"):
         VllmEngine(EngineConfig())
+
+
+@pytest.mark.vllm
+def test_aimi_serve_serves_a_vllm_deployment_to_the_openai_sdk(tmp_path: Path) -> None:
+    import openai
+
+    model = build_tiny_llama(tmp_path / "tiny-llama")
+    config = tmp_path / "aimi.toml"
+    config.write_text(
+        f'[[deployments]]\nname = "tiny"\nmodel = "{model}/"\nengine = "vllm"\nslots = 2\ncontext_size = 256\n'
+        "threads = 2\n[deployments.engine_options]\nenforce_eager = true\n"
+    )
+    with aimi_process(tmp_path / "home", ["--config", str(config)], timeout=900) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=server.key, max_retries=0)
+        asked: dict[str, Any] = {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "Name three colours, please."}],
+            "max_tokens": 8,
+            "temperature": 0,
+            "extra_body": {"ignore_eos": True},
+        }
+        whole = client.chat.completions.create(**asked)
+        chunks = list(client.chat.completions.create(**asked, stream=True, stream_options={"include_usage": True}))
+        streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+        assert streamed == whole.choices[0].message.content
+        assert whole.choices[0].finish_reason == "length"
+        assert whole.usage is not None and whole.usage.completion_tokens == 8 and whole.usage.prompt_tokens > 0
+        assert chunks[-1].usage == whole.usage
+        with pytest.raises(openai.UnprocessableEntityError) as caught:
+            client.chat.completions.create(**{**asked, "extra_body": {"typical_p": 0.5}})
+        assert "typical_p" in str(caught.value.body)
