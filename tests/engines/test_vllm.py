@@ -52,13 +52,12 @@ async def engine(anyio_backend: str, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _request(max_tokens: int, **fields: Any) -> GenerationRequest:
-    extra = fields.pop("extra", {"ignore_eos": True})
+    fields.setdefault("extra", {"ignore_eos": True})
+    fields.setdefault("temperature", 0)
     return GenerationRequest(
         request_id=uuid.uuid4().hex,
         max_tokens=max_tokens,
         messages=[ChatTurn("user", "Name three colours, please.")],
-        temperature=0,
-        extra=extra,
         **fields,
     )
 

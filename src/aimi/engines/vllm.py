@@ -198,7 +198,9 @@ class VllmEngine:
             self._state = EngineState.DEAD
             raise EngineDead(MISSING.format(python=sys.executable))
         try:
-            self._llm = self._build()
+            # vLLM builds the engine and waits for its core process to load the model: off the
+            # event loop, which keeps serving the other deployments (and /health) meanwhile.
+            self._llm = await asyncio.get_running_loop().run_in_executor(None, self._build)
             self._tokenizer = self._llm.get_tokenizer()
             self._defaults = dict(self._llm.model_config.get_diff_sampling_param())
             self._vocab_size = int(self._llm.model_config.get_vocab_size())
