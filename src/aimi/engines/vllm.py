@@ -90,6 +90,11 @@ _EXTRAS: dict[str, type | tuple[type, ...]] = {
     "min_tokens": int,
     "ignore_eos": bool,
 }
+# The sampling defaults a model's generation_config.json may set that aimi takes from it (its
+# max_new_tokens is not one: aimi's own max_tokens rules apply).
+_MODEL_DEFAULTS = frozenset(
+    {"temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty"}
+)
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 _MAX_LOGPROBS = 20
 
@@ -202,7 +207,11 @@ class VllmEngine:
             # event loop, which keeps serving the other deployments (and /health) meanwhile.
             self._llm = await asyncio.get_running_loop().run_in_executor(None, self._build)
             self._tokenizer = self._llm.get_tokenizer()
-            self._defaults = dict(self._llm.model_config.get_diff_sampling_param())
+            self._defaults = {
+                name: value
+                for name, value in self._llm.model_config.get_diff_sampling_param().items()
+                if name in _MODEL_DEFAULTS
+            }
             self._vocab_size = int(self._llm.model_config.get_vocab_size())
         except Exception as exc:
             self._state = EngineState.DEAD
