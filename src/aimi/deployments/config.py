@@ -257,6 +257,9 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> FileConfig:
         raise ConfigError(f"{source}: deployment names must be unique; repeated: {', '.join(duplicates)}")
     for i, deployment in enumerate(config.deployments):
         rules = engine_rules(deployment.engine)
+        reason = rules.unavailable()
+        if reason is not None:
+            raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).engine: {reason}")
         if deployment.model is None and rules.needs_model:
             raise ConfigError(f"{source}: deployments[{i}] ({deployment.name!r}).model is required")
         for option in rules.required():

@@ -19,6 +19,7 @@ ENGINES: dict[str, str] = {
     "sentence-transformers": "aimi.engines.sentence_transformers:SentenceTransformersEngine",
     "clip": "aimi.engines.clip:ClipEngine",
     "upstream": "aimi.engines.upstream:UpstreamEngine",
+    "vllm": "aimi.engines.vllm:VllmEngine",
 }
 
 

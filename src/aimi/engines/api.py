@@ -16,7 +16,7 @@ Cancellation contract (who closes what):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -236,6 +236,22 @@ class PromptBound:
                 return None
             total += len((turn.content or "").encode("utf-8", "surrogatepass")) + 1
         return total
+
+
+async def measure_prompt_bound(count: Callable[[GenerationRequest], Awaitable[int | None]]) -> PromptBound | None:
+    """The chat template's share of a prompt, from three one-byte conversations counted once by
+    ``count`` (an engine's ``count_tokens``): what :class:`PromptBound` adds to the bytes of a
+    conversation's text. None when the engine cannot count them."""
+
+    def chat(*roles: Literal["system", "user", "assistant"]) -> GenerationRequest:
+        return GenerationRequest("template", None, messages=[ChatTurn(role, "x") for role in roles])
+
+    one, with_system, three = [
+        await count(chat(*roles)) for roles in (("user",), ("system", "user"), ("user", "assistant", "user"))
+    ]
+    if one is None or with_system is None or three is None:
+        return None
+    return PromptBound(fixed=one, per_turn=max(with_system - one, -(-(three - one) // 2), 0))
 
 
 @dataclass(frozen=True, slots=True)

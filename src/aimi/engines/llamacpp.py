@@ -20,12 +20,11 @@ import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import httpx
 
 from aimi.engines.api import (
-    ChatTurn,
     EmbeddingRequest,
     Embeddings,
     EngineCapabilities,
@@ -36,9 +35,9 @@ from aimi.engines.api import (
     Finish,
     GenerationRequest,
     ModelFacts,
-    PromptBound,
     RequestFailed,
     Usage,
+    measure_prompt_bound,
 )
 from aimi.engines.openai_wire import Dialect, chunk_events, request_payload, turn_to_json
 from aimi.engines.options import EngineOptions
@@ -132,23 +131,8 @@ class LlamaCppEngine:
             self._state = EngineState.DEAD
             raise EngineDead(f"llama.cpp could not load {self._config.model_path}: {exc}") from exc
         self._state = EngineState.READY
-        bound = None if self._embedding else await self._measure_template()
+        bound = None if self._embedding else await measure_prompt_bound(self.count_tokens)
         return ModelFacts(context_length=self._config.context_size, n_slots=self._config.slots, prompt_bound=bound)
-
-    async def _measure_template(self) -> PromptBound | None:
-        """The chat template's share of a prompt, from three one-byte conversations counted once:
-        what :class:`PromptBound` adds to the bytes of a conversation's text."""
-
-        def chat(*roles: Literal["system", "user", "assistant"]) -> GenerationRequest:
-            return GenerationRequest("template", None, messages=[ChatTurn(role, "x") for role in roles])
-
-        one, with_system, three = [
-            await self.count_tokens(chat(*roles))
-            for roles in (("user",), ("system", "user"), ("user", "assistant", "user"))
-        ]
-        if one is None or with_system is None or three is None:
-            return None
-        return PromptBound(fixed=one, per_turn=max(with_system - one, -(-(three - one) // 2), 0))
 
     def _load(self) -> Any:
         import xllamacpp

@@ -38,6 +38,12 @@ class EngineOptions(BaseModel):
         return [name for name, field in cls.model_fields.items() if field.is_required()]
 
     @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this engine cannot run in this environment (a package it needs is not installed), or
+        None when it can; a deployments file naming it is refused with the reason."""
+        return None
+
+    @classmethod
     def check_file(cls, options: Mapping[str, Any]) -> None:
         """Raise ValueError for what a deployments file must not hold (a secret written out)."""
 
