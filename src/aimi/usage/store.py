@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -101,6 +102,7 @@ class LedgerStore:
     def __init__(self, url: str) -> None:
         self.engine = connect(url)
         self._migrated = False
+        self._migrating = threading.Lock()  # start-up and the control plane's first refresh may both ask
 
     @classmethod
     def open(cls, home: Path, database_url: str | None) -> LedgerStore:
@@ -113,9 +115,10 @@ class LedgerStore:
 
     def ensure(self) -> None:
         """Migrate the schema once; raises while the database is unreachable."""
-        if not self._migrated:
-            migrate(self.engine)
-            self._migrated = True
+        with self._migrating:
+            if not self._migrated:
+                migrate(self.engine)
+                self._migrated = True
 
     def write(self, records: Sequence[UsageRecord]) -> None:
         self.ensure()
