@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import math
-import platform
 import statistics
 import sys
 import tempfile
@@ -47,12 +46,17 @@ import httpx
 from bench_serving import (
     API_KEY,
     CpuMeter,
+    add_run_options,
     fmt,
     free_port,
     median_of,
+    new_parser,
+    package_versions,
+    parsed,
     percentile,
     progress,
     ratio,
+    run_metadata,
     serve,
     table,
     wait_for_quiet,
@@ -470,11 +474,7 @@ def model_path() -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    lines = (__doc__ or "").splitlines()
-    parser = argparse.ArgumentParser(
-        description=lines[0], epilog="\n".join(lines[1:]), formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help=f"a fast smoke run: {QUICK}")
+    parser = new_parser(__doc__, QUICK)
     parser.add_argument("-r", "--repetitions", type=int, help=f"runs of each scenario (default {FULL['repetitions']})")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("-s", "--seconds", type=float, help=f"length of each timed run (default {FULL['seconds']:g})")
@@ -487,49 +487,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads, both sides (default 2)")
     parser.add_argument("--aimi", default=str(Path(sys.executable).with_name("aimi")), help="aimi executable")
     parser.add_argument(
-        "--max-other-cpu",
-        type=float,
-        default=10.0,
-        help="foreign load limit, %% of the machine: runs wait until other processes use less, and are "
-        "redone if they used more (default 10)",
-    )
-    parser.add_argument(
-        "--quiet-wait", type=float, default=5.0, help="longest wait for a quiet machine before a run, s (default 5)"
-    )
-    parser.add_argument(
-        "--retries", type=int, default=1, help="times a run is redone when other processes were busy (default 1)"
-    )
-    parser.add_argument(
         "--budget",
         type=float,
         default=300.0,
         help="after this many seconds of the whole run, stop waiting for quiet and redoing runs (default 300)",
     )
-    parser.add_argument("--json", type=Path, help="also write every run, the medians and ratios here")
-    parser.add_argument("--log-dir", type=Path, help="server logs (default: a new temporary directory)")
-    args = parser.parse_args(argv)
-    defaults = QUICK if args.quick else FULL
-    if args.repetitions is None:
-        args.repetitions = defaults["repetitions"]
+    add_run_options(parser, quiet_wait=5.0, retries=1)
+    args = parsed(parser, argv, QUICK, {"repetitions": FULL["repetitions"]})
     if args.seconds is None and args.requests is None:
-        args.seconds = defaults["seconds"]
+        args.seconds = (QUICK if args.quick else FULL)["seconds"]
     return args
 
 
 def metadata(args: argparse.Namespace, path: str) -> dict[str, Any]:
-    from importlib.metadata import version
-
-    return {
-        "command": [sys.executable, *sys.argv],
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "model_path": path,
-        "example_input": sentence(0),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {pkg: version(pkg) for pkg in ("aimi", "torch", "sentence-transformers", "transformers", "httpx")},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    versions = package_versions("aimi", "torch", "sentence-transformers", "transformers", "httpx")
+    return run_metadata(args, dict(versions), model_path=path, example_input=sentence(0))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,7 +34,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
 import resource
 import shutil
 import sqlite3
@@ -56,11 +55,16 @@ from bench_serving import (
     CpuMeter,
     Target,
     _log_tail,
+    add_run_options,
     fmt,
     free_port,
     median_of,
+    new_parser,
+    package_versions,
+    parsed,
     progress,
     ratio,
+    run_metadata,
     stop,
     table,
     wait_for_quiet,
@@ -628,11 +632,7 @@ def _names(choices: Sequence[str]) -> Any:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    lines = (__doc__ or "").splitlines()
-    parser = argparse.ArgumentParser(
-        description=lines[0], epilog="\n".join(lines[1:]), formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help=f"a fast smoke run: {QUICK}")
+    parser = new_parser(__doc__, QUICK)
     parser.add_argument(
         "-r", "--repetitions", type=int, help=f"runs of each configuration (default {FULL['repetitions']})"
     )
@@ -658,43 +658,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=str(DEFAULT_VENV),
         help=f"where {LITELLM_SPEC} is installed on first use (default {DEFAULT_VENV})",
     )
-    parser.add_argument(
-        "--max-other-cpu",
-        type=float,
-        default=10.0,
-        help="foreign load limit, %% of the machine: runs wait until other processes use less, and "
-        "are redone if they used more (default 10)",
+    add_run_options(
+        parser,
+        quiet_wait="30; quick 5",
+        retries="2; quick 0",
+        json_help="also write every run, the medians and the goal figures here",
+        log_help="server logs and state",
     )
-    parser.add_argument(
-        "--quiet-wait", type=float, help="longest wait for a quiet machine before a run, s (default 30; quick 5)"
-    )
-    parser.add_argument("--retries", type=int, help="times a run is redone for foreign load (default 2; quick 0)")
-    parser.add_argument("--json", type=Path, help="also write every run, the medians and the goal figures here")
-    parser.add_argument("--log-dir", type=Path, help="server logs and state (default: a new temporary directory)")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return parsed(parser, argv, QUICK, FULL)
 
 
 def metadata(args: argparse.Namespace) -> dict[str, Any]:
-    from importlib.metadata import version
-
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[:2]  # wrk VERSION
-    return {
-        "command": [sys.executable, *sys.argv],
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {
-            "aimi": version("aimi"),
+    return run_metadata(
+        args,
+        {
+            **package_versions("aimi"),
             "litellm": litellm_version(args.litellm_bin) if LITELLM in args.only else None,
             "wrk": " ".join(wrk_version) or None,
         },
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

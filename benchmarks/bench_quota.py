@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import sqlite3
 import statistics
 import subprocess
@@ -59,14 +58,19 @@ from bench_serving import (
     CpuMeter,
     Target,
     _ms,
+    add_run_options,
     chat_body,
     fmt,
     free_port,
     median_of,
+    new_parser,
+    package_versions,
+    parsed,
     percentile,
     process_cpu_s,
     progress,
     ratio,
+    run_metadata,
     stop,
     wait_for_quiet,
     wait_healthy,
@@ -875,11 +879,7 @@ def throughput_report(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    lines = (__doc__ or "").splitlines()
-    parser = argparse.ArgumentParser(
-        description=lines[0], epilog="\n".join(lines[1:]), formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help=f"a fast smoke run: {QUICK}")
+    parser = new_parser(__doc__, QUICK)
     parser.add_argument(
         "-r", "--repetitions", type=int, help=f"1: runs of each backend (default {FULL['repetitions']})"
     )
@@ -910,46 +910,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--aimi", default=str(Path(sys.executable).with_name("aimi")), help="aimi executable")
     parser.add_argument(
-        "--max-other-cpu",
-        type=float,
-        default=10.0,
-        help="foreign load limit, %% of the machine: runs wait until other processes use less, and are "
-        "redone if they used more (default 10)",
-    )
-    parser.add_argument(
-        "--quiet-wait", type=float, default=3.0, help="longest wait for a quiet machine before a run, s (default 3)"
-    )
-    parser.add_argument(
-        "--retries", type=int, default=1, help="times a run is redone when other processes were busy (default 1)"
-    )
-    parser.add_argument(
         "--budget",
         type=float,
         default=60.0,
         help="after this many seconds of the whole run, stop waiting for quiet and redoing runs (default 60); "
         "a busy machine then cannot stretch the run much past 3 min",
     )
-    parser.add_argument("--json", type=Path, help="also write every run, the medians and ratios here")
-    parser.add_argument("--log-dir", type=Path, help="server logs and AIMI_HOMEs (default: a new temporary directory)")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    add_run_options(parser, quiet_wait=3.0, retries=1, log_help="server logs and AIMI_HOMEs")
+    return parsed(parser, argv, QUICK, FULL)
 
 
 def metadata(args: argparse.Namespace) -> dict[str, Any]:
-    from importlib.metadata import version
-
-    return {
-        "command": [sys.executable, *sys.argv],
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {pkg: version(pkg) for pkg in ("aimi", "redis", "httpx", "uvicorn")},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    return run_metadata(args, dict(package_versions("aimi", "redis", "httpx", "uvicorn")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -750,17 +750,92 @@ def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    lines = (__doc__ or "").splitlines()
+def new_parser(doc: str | None, quick: dict[str, Any]) -> argparse.ArgumentParser:
+    """A benchmark's command line: its module docstring as the help, and ``--quick``."""
+    lines = (doc or "").splitlines()
     parser = argparse.ArgumentParser(
         description=lines[0], epilog="\n".join(lines[1:]), formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--quick", action="store_true", help=f"a fast smoke run: {quick}")
+    return parser
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser,
+    *,
+    quiet_wait: float | str,
+    retries: int | str,
+    json_help: str = "also write every run, the medians and ratios here",
+    log_help: str = "server logs",
+) -> None:
+    """How runs wait for a quiet machine (``--max-other-cpu``, ``--quiet-wait``, ``--retries``) and
+    where they write (``--json``, ``--log-dir``). A default given as text is set by the QUICK/FULL
+    settings; the text says what it is (e.g. "30; quick 5")."""
+
+    def default(value: float | str) -> float | None:
+        return None if isinstance(value, str) else value
+
+    parser.add_argument(
+        "--max-other-cpu",
+        type=float,
+        default=10.0,
+        help="foreign load limit, %% of the machine: runs wait until other processes use less, and are "
+        "redone if they used more (default 10)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=default(quiet_wait),
+        help=f"longest wait for a quiet machine before a run, s (default {quiet_wait}; 0: none)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=default(retries),
+        help=f"times a run is redone when other processes were busy (default {retries})",
+    )
+    parser.add_argument("--json", type=Path, help=json_help)
+    parser.add_argument("--log-dir", type=Path, help=f"{log_help} (default: a new temporary directory)")
+
+
+def parsed(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, quick: dict[str, Any], full: dict[str, Any]
+) -> argparse.Namespace:
+    """The arguments, with what was not given taken from the quick or the full settings."""
+    args = parser.parse_args(argv)
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
+
+
+def package_versions(*packages: str) -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {package: version(package) for package in packages}
+
+
+def run_metadata(args: argparse.Namespace, versions: dict[str, str | None], **extra: Any) -> dict[str, Any]:
+    """What a results file says of the run: the command, its settings, the machine, the versions."""
+    return {
+        "command": [sys.executable, *sys.argv],
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **extra,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = new_parser(__doc__, QUICK)
 
     def default(key: str) -> str:
         value = FULL[key]
         return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
-    parser.add_argument("--quick", action="store_true", help=f"a fast smoke run: {QUICK}")
     parser.add_argument(
         "-r", "--repetitions", type=int, help=f"runs of each configuration (default {default('repetitions')})"
     )
@@ -783,44 +858,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", help="A: GGUF file (default: the smollm2-135m-instruct catalog model)")
     parser.add_argument("--aimi", default=str(Path(sys.executable).with_name("aimi")), help="aimi executable")
     parser.add_argument("--only", choices=["engine", "overhead"], help="run only part A or only part B")
-    parser.add_argument(
-        "--max-other-cpu",
-        type=float,
-        default=10.0,
-        help="foreign load limit, %% of the machine: runs wait until other processes use "
-        "less, and are redone if they used more (default 10)",
-    )
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=30.0,
-        help="longest wait for a quiet machine before a run, s (default 30; 0: none)",
-    )
-    parser.add_argument(
-        "--retries", type=int, default=2, help="times a run is redone when other processes were busy (default 2)"
-    )
-    parser.add_argument("--json", type=Path, help="also write every run, the medians and ratios here")
-    parser.add_argument("--log-dir", type=Path, help="server logs (default: a new temporary directory)")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    add_run_options(parser, quiet_wait=30.0, retries=2)
+    return parsed(parser, argv, QUICK, FULL)
 
 
 def metadata(args: argparse.Namespace) -> dict[str, Any]:
-    from importlib.metadata import version
-
-    return {
-        "command": [sys.executable, *sys.argv],
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "prompt": PROMPT,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {pkg: version(pkg) for pkg in ("aimi", "xllamacpp", "httpx", "starlette", "uvicorn")},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    versions = package_versions("aimi", "xllamacpp", "httpx", "starlette", "uvicorn")
+    return run_metadata(args, dict(versions), prompt=PROMPT)
 
 
 def _runs_json(runs: Runs) -> dict[str, dict[str, list[dict[str, Any]]]]:

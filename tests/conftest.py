@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -48,9 +51,9 @@ def wait_until(check: Callable[[], bool], timeout: float = 60, what: str = "cond
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, verify: ssl.SSLContext | bool = True) -> bool:
     try:
-        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        return httpx.get(f"{url}/health", timeout=1, verify=verify).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -148,8 +151,9 @@ class LiveServer:
 
 @contextlib.contextmanager
 def aimi_process(
-    home: Path, args: list[str], env: dict[str, str] | None = None, timeout: float = 300
+    home: Path, args: list[str], env: dict[str, str] | None = None, timeout: float = 300, ca_file: str | None = None
 ) -> Iterator[LiveServer]:
+    """``aimi serve`` with ``args``; with ``ca_file`` (the certificate of ``--ssl-certfile``), over https."""
     port = free_port()
     log = home / "serve.log"
     home.mkdir(parents=True, exist_ok=True)
@@ -162,13 +166,13 @@ def aimi_process(
             stderr=subprocess.STDOUT,
             env=environment,
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if ca_file else 'http'}://127.0.0.1:{port}"
     try:
 
         def ready() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"aimi serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            return _healthy(url)
+            return _healthy(url, ssl.create_default_context(cafile=ca_file) if ca_file else True)
 
         wait_until(ready, timeout, "aimi serve to become healthy")
         key_file = home / "api-key"
@@ -231,8 +235,19 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The machine's PostgreSQL; the test is skipped, saying so, where there is none."""
+def postgres_url() -> Iterator[str]:
+    """A database of this run's own on the machine's PostgreSQL, dropped at the end, so that what
+    another run left (a newer schema, rows) cannot change what this one sees; the test is
+    skipped, saying so, where there is no server."""
     if not _reachable(POSTGRES_URL, 5432):
         pytest.skip(f"needs PostgreSQL at {POSTGRES_URL} (set AIMI_TEST_POSTGRES_URL)")
-    return POSTGRES_URL
+    import psycopg
+
+    name = f"aimi_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,6 +1,6 @@
 """What one running aimi is made of, built once by ``create_app`` and typed.
 
-Everything a request needs besides itself hangs here: the deployments, the keys, the content
+Everything a request needs besides itself hangs here: the deployments, the keys and trusted token issuers, the content
 safety classifiers, the quota gate, the usage ledger and the metrics, and the background tasks
 the server keeps. The app holds exactly one :class:`Runtime` (``app.state.runtime``); nothing
 else is kept on the app, and no module keeps state of its own.
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aimi.auth.keys import ApiKey, KeyRing
+from aimi.auth.tokens import TokenVerifier
 from aimi.control.plane import ControlPlane
 from aimi.deployments.build import DeploymentSpec
 from aimi.deployments.registry import Deployments, Endpoint
@@ -36,6 +37,7 @@ class Runtime:
     settings: Settings
     deployments: Deployments
     keys: KeyRing
+    tokens: TokenVerifier
     classifiers: Classifiers
     quotas: Quotas
     ledger: Ledger

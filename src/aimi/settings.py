@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from aimi.auth.jwks import check_url
 from aimi.deployments.limits import Limits, SamplingDefaults
 from aimi.quota.api import QuotaLimits
 
@@ -110,6 +111,31 @@ class Settings(BaseSettings):
         "unlike --api-key, a key there never shows in the process list.",
     )
     no_auth: bool = Field(False, description="Serve without authentication (local experiments only).")
+    oidc_issuer: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="OpenID Connect issuers whose signed bearer tokens are accepted (comma-separated in "
+        "AIMI_OIDC_ISSUER), e.g. https://login.microsoftonline.com/<tenant>/v2.0; none: no bearer tokens.",
+    )
+    oidc_audience: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["https://ml.azure.com"],
+        description="Audiences a token may carry (comma-separated in AIMI_OIDC_AUDIENCE); Entra ID issues "
+        "https://ml.azure.com for the SDKs' https://ml.azure.com/.default scope.",
+    )
+    oidc_leeway: float = Field(60, ge=0, le=600, description="Clock skew (seconds) allowed on a token's exp and nbf.")
+    oidc_jwks_refresh: float = Field(
+        3600, gt=0, description="Age (seconds) after which an issuer's signing keys are fetched again."
+    )
+    oidc_jwks_min_interval: float = Field(
+        60,
+        ge=0,
+        description="Least time (seconds) between two fetches of an issuer's keys, so tokens naming unknown keys "
+        "cannot make aimi hammer the issuer.",
+    )
+    oidc_jwks_timeout: float = Field(
+        5, gt=0, le=60, description="Longest wait (seconds) for an issuer's discovery document or keys."
+    )
+    ssl_certfile: Path | None = Field(None, description="TLS certificate (PEM) to serve https with.")
+    ssl_keyfile: Path | None = Field(None, description="TLS private key (PEM) of --ssl-certfile.")
     slots: int = Field(2, ge=1, le=256, description="Requests the engine runs in parallel.")
     context_size: int = Field(2048, ge=64, description="Context window of each slot, in tokens.")
     threads: int | None = Field(None, ge=1, description="CPU threads for the engine (default: all cores).")
@@ -248,9 +274,14 @@ class Settings(BaseSettings):
             data[name] = merged
         return data
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "oidc_issuer", "oidc_audience", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _https_issuers(cls, issuers: list[str]) -> list[str]:
+        return [check_url(issuer, "AIMI_OIDC_ISSUER") for issuer in issuers]

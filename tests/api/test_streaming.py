@@ -7,8 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
-from aimi.engines.fake import DEFAULT_TEXT
+from aimi.engines.fake import DEFAULT_TEXT, tokenize
+from aimi.surfaces.stream import EventStreamResponse
 from tests.api.helpers import CHAT, COMPLETION, sse_payloads
 from tests.conftest import InProcessServer, in_process
 
@@ -202,3 +204,37 @@ def test_v1_completion_stream_with_include_usage_ends_with_a_usage_chunk(http: h
     payloads = sse_payloads(stream(http, "/v1/completions", body)[1])
     assert payloads[-1]["choices"] == []
     assert payloads[-1]["usage"] == whole["usage"]
+
+
+def _written_bodies(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every body a streamed response writes, one entry per write."""
+    bodies: list[bytes] = []
+    respond = EventStreamResponse.__call__
+
+    async def counted(self: EventStreamResponse, scope: Scope, receive: Receive, send: Send) -> None:
+        async def write(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                bodies.append(message["body"])
+            await send(message)
+
+        await respond(self, scope, receive, write)
+
+    monkeypatch.setattr(EventStreamResponse, "__call__", counted)
+    return bodies
+
+
+@pytest.mark.parametrize("options", [{"burst": True}, {"tokens_per_second": 200}])
+def test_events_that_come_together_are_written_together(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, Any]
+) -> None:
+    bodies = _written_bodies(monkeypatch)
+    with in_process({"engine_options": options}) as running, running.client() as http:
+        whole = http.post("/chat/completions", json=CHAT).json()
+        _, raw = stream(http, "/chat/completions", CHAT)
+    assert b"".join(bodies) == raw
+    assert chat_text(sse_payloads(raw)) == whole["choices"][0]["message"]["content"] == DEFAULT_TEXT
+    written = [body for body in bodies if body]
+    if options.get("burst"):  # every event was there at the first write: the first, then the rest
+        assert len(written) <= 3, [body[:60] for body in written]
+    else:  # a token every 5 ms: each is written when it comes, none waits for the next
+        assert len(written) >= len(tokenize(DEFAULT_TEXT)), [body[:60] for body in written]

@@ -33,12 +33,14 @@ def digest(key: str) -> bytes:
 class Principal:
     """Who is calling: the key's name (its id in logs, never the secret), the deployments it may
     use (None: all of them), its own quota, and its scopes: ``inference`` (the model routes),
-    ``metrics`` (``/metrics``) and ``admin`` (``/admin/...``)."""
+    ``metrics`` (``/metrics``) and ``admin`` (``/admin/...``). ``kind`` says what it presented:
+    a ``key`` (named by the key's name) or a ``token`` (named by its subject)."""
 
     name: str
     deployments: frozenset[str] | None = None
     quota: QuotaLimits | None = None
     scopes: frozenset[str] = ALL_SCOPES
+    kind: str = "key"
 
     def may(self, scope: str) -> bool:
         return scope in self.scopes

@@ -14,6 +14,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from aimi.auth.keys import ApiKey, load_or_create_key
+from aimi.auth.oidc import token_policy
 from aimi.deployments.build import (
     DeploymentSpec,
     endpoints_from_config,
@@ -24,6 +25,7 @@ from aimi.deployments.build import (
 from aimi.deployments.config import ConfigError, load_config
 from aimi.deployments.registry import Endpoint
 from aimi.deployments.sources import ModelSourceError, resolve
+from aimi.runtime import runtime_of
 from aimi.server import create_app
 from aimi.server.listen import uvicorn_config
 from aimi.settings import Settings
@@ -55,6 +57,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for the engine (default: all)")
     parser.add_argument("--name", dest="deployment_name", help="name to serve the model under")
     parser.add_argument("--config", type=Path, help="a deployments file (TOML): serve every deployment in it")
+    parser.add_argument("--ssl-certfile", type=Path, metavar="PEM", help="serve https with this certificate")
+    parser.add_argument("--ssl-keyfile", type=Path, metavar="PEM", help="the private key of --ssl-certfile")
     parser.set_defaults(run=run)
 
 
@@ -113,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"aimi: invalid settings: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
+        print("aimi: give both --ssl-certfile and --ssl-keyfile, or neither", file=sys.stderr)
+        return 2
     served = _specs(settings)
     if isinstance(served, int):
         return served
@@ -145,12 +152,21 @@ def run(args: argparse.Namespace) -> int:
             ring: list[str | ApiKey] | None = fixed
             if fixed is not None and file_keys:
                 ring = [*given, *file_keys]
+            tokens.policy = token_policy(settings, config.auth)
             return reloaded, ring, endpoints_from_config(config)
 
         pid_file = settings.home / "aimi.pid"
         settings.home.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{os.getpid()}\n")
     app = create_app(settings, specs, keys, endpoints, reloader)
+    tokens = runtime_of(app).tokens
+    if settings.config is not None:
+        try:
+            tokens.policy = token_policy(settings, load_config(settings.config).auth)
+        except (ConfigError, ValueError) as exc:
+            print(f"aimi: {exc}", file=sys.stderr)
+            return 2
+    scheme = "https" if settings.ssl_certfile is not None else "http"
     server = uvicorn.Server(uvicorn_config(app, settings))
 
     original_startup = server.startup
@@ -161,8 +177,8 @@ def run(args: argparse.Namespace) -> int:
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             print(
-                f"aimi: serving {', '.join(s.display_name for s in specs)} at http://{shown}:{port} "
-                f"(Azure: http://{shown}:{port}/models, OpenAI: http://{shown}:{port}/v1)",
+                f"aimi: serving {', '.join(s.display_name for s in specs)} at {scheme}://{shown}:{port} "
+                f"(Azure: {scheme}://{shown}:{port}/models, OpenAI: {scheme}://{shown}:{port}/v1)",
                 file=sys.stderr,
                 flush=True,
             )

@@ -41,6 +41,10 @@ TOML (read with the standard library's ``tomllib``), one ``[[deployments]]`` tab
     [keys.quota]                         # optional: the key's own limits, on top of the deployment's
     requests_per_minute = 60
 
+    [auth.oidc]                          # optional: signed tokens (Entra ID), see aimi.auth.oidc
+    [[auth.oidc.issuers]]
+    url = "https://login.microsoftonline.com/<tenant-id>/v2.0"
+
     [[deployments]]
     name = "remote"
     engine = "upstream"                  # an OpenAI-compatible server elsewhere
@@ -59,6 +63,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from aimi.auth.oidc import AuthConfig, check_grants
 from aimi.deployments.limits import Limits, SamplingDefaults
 from aimi.engines import ENGINES, engine_options
 from aimi.engines.options import EngineOptions
@@ -160,6 +165,7 @@ class FileConfig(_Strict):
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
+    auth: AuthConfig | None = None
 
 
 def engine_rules(engine: str | None) -> type[EngineOptions]:
@@ -254,6 +260,9 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> FileConfig:
         unknown = sorted(set(key.deployments or ()) - set(names))
         if unknown:
             raise ConfigError(f"{where}.deployments: no deployment named {', '.join(map(repr, unknown))}")
+    problem = check_grants(config.auth, names, source)
+    if problem is not None:
+        raise ConfigError(problem)
     return config
 
 

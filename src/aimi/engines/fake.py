@@ -4,6 +4,8 @@ Options (``EngineConfig.options``), all optional:
 
 ``text``               what every request answers (default: a short sentence with non-ASCII)
 ``tokens_per_second``  pacing of the output; 0 (default) yields as fast as possible
+``burst``              yield every token at once, never giving way to the loop (as chunks that
+                       come many to a packet from an upstream server)
 ``fail_after``         raise :class:`RequestFailed` after this many tokens
 ``die_after``          raise :class:`EngineDead` after this many tokens; the engine stays dead
 ``hang``               never produce a token (until aborted)
@@ -86,6 +88,7 @@ class FakeOptions(EngineOptions):
 
     text: str = DEFAULT_TEXT
     tokens_per_second: Annotated[float, Field(ge=0)] = 0
+    burst: bool = False
     fail_after: Annotated[int, Field(ge=0)] | None = None
     die_after: Annotated[int, Field(ge=0)] | None = None
     hang: bool = False
@@ -226,7 +229,7 @@ class FakeEngine:
                     raise EngineDead("the fake engine died as scripted")
                 if delay:
                     await asyncio.sleep(delay)
-                else:
+                elif not self.options.get("burst"):
                     await asyncio.sleep(0)
                 produced += 1
                 self.tokens_generated += 1

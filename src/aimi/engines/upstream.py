@@ -434,11 +434,7 @@ class UpstreamEngine:
         if streamed and response.status < 400 and not content_type.startswith("application/json"):
             return None
         limit = _MAX_ERROR_BODY if streamed or response.status >= 400 else _MAX_ANSWER
-        raw = await _read_at_most(response, limit)
-        try:
-            body: Any = orjson.loads(raw)
-        except ValueError:
-            body = raw[:_MAX_ERROR_BODY].decode("utf-8", "replace")
+        body = _parsed(await _read_at_most(response, limit))
         if response.status >= 400:
             raise self._failure(response.status, body)
         if isinstance(body, dict) and body.get("error") is not None:
@@ -542,10 +538,7 @@ class UpstreamEngine:
                     raw = await _read_at_most(response, _MAX_ANSWER)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise self._transport_failure(exc) from None
-            try:
-                body: Any = orjson.loads(raw)
-            except ValueError:
-                body = raw[:_MAX_ERROR_BODY].decode("utf-8", "replace")
+            body = _parsed(raw)
             if status >= 400:
                 raise self._failure(status, body)
             if not isinstance(body, dict) or body.get("error") is not None:
@@ -591,6 +584,14 @@ async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
         if len(raw) > limit:
             break
     return bytes(raw)
+
+
+def _parsed(raw: bytes) -> Any:
+    """An answer's JSON, or its first bytes as text when it is not JSON."""
+    try:
+        return orjson.loads(raw)
+    except ValueError:
+        return raw[:_MAX_ERROR_BODY].decode("utf-8", "replace")
 
 
 async def _lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[str]:

@@ -339,7 +339,7 @@ def chat_request(body: wire.AzureChatRequest, policy: Policy, deployment: Deploy
         extra=extras,
         stream=stream,
     )
-    return Work(request, n=controls.n, best_of=controls.best_of, tools=tools, stream=stream)
+    return Work(request, n=controls.n, best_of=controls.best_of, tools=tools)
 
 
 def completion_request(body: AzureCompletionRequest, policy: Policy, deployment: Deployment) -> Work:
@@ -393,4 +393,4 @@ def completion_request(body: AzureCompletionRequest, policy: Policy, deployment:
         extra=extras,
         stream=stream,
     )
-    return Work(request, n=controls.n, best_of=controls.best_of, stream=stream)
+    return Work(request, n=controls.n, best_of=controls.best_of)

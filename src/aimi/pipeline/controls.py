@@ -73,7 +73,11 @@ class Work:
     n: int = 1
     best_of: int | None = None
     tools: ToolPlan | None = None
-    stream: bool = False
+
+    @property
+    def stream(self) -> bool:
+        """Whether the client reads the answer as it comes (the request says it to the engine)."""
+        return self.request.stream
 
     @property
     def candidates(self) -> int:

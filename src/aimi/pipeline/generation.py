@@ -168,6 +168,11 @@ class Generation:
         async for event in events:
             yield event
 
+    def ready(self) -> bool:
+        """Whether the engine's next event is already here, so a reader can read on before it
+        writes what it has (an upstream's chunks often come many to a packet)."""
+        return not self._queue.empty()
+
     def _kill(self, failure: EngineDead) -> None:
         """The watchdog found the engine stalled: every choice fails with ``failure``."""
         for index, started in enumerate(self._started):

@@ -70,7 +70,7 @@ async def route(context: RequestContext) -> None:
 def may_call(principal: Principal | None, routed: Routed) -> Routed:
     """``routed``, if the caller's key may use the name it called; else a 403."""
     if principal is not None and not principal.may_use(routed.called):
-        raise ApiError("Forbidden", f"key '{principal.name}' may not use deployment '{routed.called}'")
+        raise ApiError("Forbidden", f"{principal.kind} '{principal.name}' may not use deployment '{routed.called}'")
     return routed
 
 

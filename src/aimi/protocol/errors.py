@@ -12,10 +12,11 @@ ever attached to 429 and 503: azure-core retries any other status that carries i
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from aimi.protocol.sse import frame
 
 # code -> (HTTP status, OpenAI-style error type)
 ERROR_CODES: dict[str, tuple[int, str | None]] = {
@@ -101,7 +102,7 @@ class ApiError(Exception):
 
     def sse_frame(self) -> bytes:
         """The error as one SSE ``data:`` frame, for failures after the 200 went out."""
-        return b"data: " + json.dumps(self.body(), separators=(",", ":")).encode() + b"\n\n"
+        return frame(self.body())
 
 
 def invalid_request(message: str, param: str | None = None) -> ApiError:

@@ -6,12 +6,12 @@ LF line endings only, ``data: `` with its space, one JSON object per line, no co
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from aimi.protocol.jsonbytes import ascii_json
 
 DONE = b"data: [DONE]\n\n"
 
 
 def frame(payload: dict[str, Any]) -> bytes:
-    # ensure_ascii keeps every event pure ASCII: no multi-byte character can be split.
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + ascii_json(payload) + b"\n\n"

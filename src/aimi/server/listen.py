@@ -15,7 +15,7 @@ from aimi.settings import Settings
 def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
     """uvicorn's config for ``app``: uvloop's event loop and llhttp's parser (uvicorn's standard
     extras), request heads within ``header_timeout``, at most ``max_connections`` at once, idle
-    kept-alive connections closed after 5 s."""
+    kept-alive connections closed after 5 s, https when a certificate is given."""
     values: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -26,6 +26,8 @@ def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvic
         "limit_concurrency": settings.max_connections,
         "http": protocol(settings.header_timeout),
         "loop": "auto",
+        "ssl_certfile": settings.ssl_certfile,
+        "ssl_keyfile": settings.ssl_keyfile,
         **overrides,
     }
     return uvicorn.Config(app, **values)

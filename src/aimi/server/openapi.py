@@ -333,7 +333,12 @@ def build() -> dict[str, Any]:
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {
                 "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "api-key"},
-                "BearerAuth": {"type": "http", "scheme": "bearer"},
+                "BearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A key, or a token signed by a trusted OpenID Connect issuer such as Microsoft "
+                    "Entra ID (AIMI_OIDC_ISSUER; audience https://ml.azure.com by default).",
+                },
             },
         },
         "security": [{"ApiKeyAuth": []}, {"BearerAuth": []}],

@@ -15,46 +15,39 @@ shape rather than uvicorn's plain text.
 from __future__ import annotations
 
 import asyncio
-import json
+from http import HTTPStatus
 from typing import Any
 
 import httptools
-from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from aimi.protocol.errors import ApiError, service_unavailable
+from aimi.protocol.jsonbytes import ascii_json
+from aimi.surfaces.json_response import error_response
 
 MAX_HEAD_BYTES = 64 * 1024
 _BOTH_FRAMINGS = "a request may give Content-Length or Transfer-Encoding, not both"
 
 
-def _error_bytes(status: int, reason: bytes, error: ApiError) -> bytes:
-    body = json.dumps(error.body()).encode()
-    return b"".join(
-        [
-            b"HTTP/1.1 %d %s\r\n" % (status, reason),
-            b"content-type: application/json\r\n",
-            b"content-length: %d\r\n" % len(body),
-            b"x-ms-error-code: " + error.code.encode() + b"\r\n",
-            b"connection: close\r\n\r\n",
-            body,
-        ]
-    )
+def _error_bytes(error: ApiError) -> bytes:
+    """A whole response for ``error``, written straight to the transport (no app runs for it)."""
+    body = ascii_json(error.body())
+    headers = {
+        "content-type": "application/json",
+        "content-length": str(len(body)),
+        **error.headers(),
+        "connection": "close",
+    }
+    head = f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (head + "\r\n").encode("latin-1") + body
 
 
-async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
-    """The answer past the connection cap: a 503 the clients retry."""
-    error = service_unavailable("the server is at its connection limit; retry shortly", retry_after=1)
-    body = json.dumps(error.body()).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"x-ms-error-code", error.code.encode()),
-        (b"retry-after", b"1"),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+# The answer past the connection cap: a 503 the clients retry.
+_busy = error_response(
+    service_unavailable("the server is at its connection limit; retry shortly", retry_after=1),
+    {"connection": "close"},
+)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -107,9 +100,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.send_400_response(str(exc) or "unparseable request")
             return
         if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
-            self._reply_and_close(
-                400, b"Bad Request", ApiError("invalid_request", f"the request head is over {MAX_HEAD_BYTES} bytes")
-            )
+            self._reply_and_close(ApiError("invalid_request", f"the request head is over {MAX_HEAD_BYTES} bytes"))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -136,10 +127,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             error = ApiError("invalid_request", _BOTH_FRAMINGS)
         else:
             error = ApiError("invalid_request", f"the request is not valid HTTP: {msg}")
-        self._reply_and_close(400, b"Bad Request", error)
+        self._reply_and_close(error)
 
-    def _reply_and_close(self, status: int, reason: bytes, error: ApiError) -> None:
-        self.transport.write(_error_bytes(status, reason, error))
+    def _reply_and_close(self, error: ApiError) -> None:
+        self.transport.write(_error_bytes(error))
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:

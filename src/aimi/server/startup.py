@@ -16,6 +16,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from aimi.auth.keys import ApiKey, KeyRing, KeyVerifier
+from aimi.auth.tokens import TokenVerifier
 from aimi.control.plane import ControlPlane
 from aimi.deployments.build import DeploymentSpec
 from aimi.deployments.registry import Deployment, Deployments, Endpoint
@@ -131,6 +132,7 @@ def build_runtime(
         settings=settings,
         deployments=deployments,
         keys=keyring,
+        tokens=TokenVerifier.from_settings(settings),
         classifiers=classifiers,
         quotas=quotas,
         ledger=Ledger(store.write, capacity=settings.usage_buffer),
@@ -255,6 +257,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(runtime.ledger.stop)
         runtime.store.close()
         await runtime.quotas.close()
+        await runtime.tokens.close()
         await runtime.classifiers.close()
         if runtime.tracing is not None:
             await asyncio.to_thread(runtime.tracing.shutdown)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from aimi.protocol.errors import ApiError
+from aimi.protocol.jsonbytes import ascii_json
 
 
 class JSONResponse(StarletteJSONResponse):
@@ -15,7 +15,7 @@ class JSONResponse(StarletteJSONResponse):
     the client (a lone surrogate included) can never make the body unencodable."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":")).encode("ascii")
+        return ascii_json(content)
 
 
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:

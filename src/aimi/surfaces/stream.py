@@ -19,6 +19,9 @@ from aimi.protocol.errors import ApiError
 from aimi.surfaces.encode import Encoder
 from aimi.usage.records import Outcome
 
+# The most a stream keeps before writing, when the engine's events come faster than one a write.
+_BATCH_BYTES = 16 * 1024
+
 
 class EventStreamResponse(Response):
     media_type = "text/event-stream"
@@ -29,6 +32,11 @@ class EventStreamResponse(Response):
         self.generation = context.generation
         self.events = context.events
         self.encoder = encoder
+        # Frames whose next event is already here are written together. Only without a stage
+        # that holds events back (tools being read, content safety's windows): behind one, an
+        # event that is here may not make a frame, and the frames kept would wait for the engine.
+        work = context.work
+        self.batching = work is not None and work.tools is None and context.serving().safety is None
         self.status_code = 200
         self.background = None
         self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
@@ -38,18 +46,27 @@ class EventStreamResponse(Response):
 
         async def stream(cancel: anyio.CancelScope) -> None:
             nonlocal ended
+            kept: list[bytes] = []
+            size = 0
             try:
                 await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
                 async for frame in self.encoder.stream(self.events):
-                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+                    kept.append(frame)
+                    size += len(frame)
+                    if self.batching and size < _BATCH_BYTES and self.generation.ready():
+                        continue
+                    await send({"type": "http.response.body", "body": b"".join(kept), "more_body": True})
+                    kept.clear()
+                    size = 0
             except ApiError as exc:
                 ended = True
-                await send({"type": "http.response.body", "body": exc.sse_frame(), "more_body": True})
+                kept.append(exc.sse_frame())
+                await send({"type": "http.response.body", "body": b"".join(kept), "more_body": True})
             except OSError:
                 self.context.fail(Outcome.ABORTED)  # the client went away while we were writing
             else:
                 ended = True
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await send({"type": "http.response.body", "body": b"".join(kept), "more_body": False})
             finally:
                 ended = True
                 await self.generation.close()
