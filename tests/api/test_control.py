@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ import pytest
 
 from aimi.auth.oidc import AuthConfig, token_policy
 from aimi.control import schema
+from aimi.control.tables import runtime_deployments
 from aimi.runtime import runtime_of
+from aimi.usage.store import connect
 from tests.api.control_helpers import chat_as, clean, fake_model, server_on
 from tests.api.helpers import assert_error
 from tests.conftest import KEY, InProcessServer, in_process, wait_until
@@ -452,3 +455,35 @@ def test_a_token_with_the_admin_scope_manages_keys_and_is_audited_as_its_subject
         plain = {"authorization": f"Bearer {issuer.token()}"}
         refused = httpx.get(f"{server.url}/admin/keys", headers=plain, timeout=30)
         assert_error(refused, 403, "Forbidden", message=f"token '{oid}' lacks the 'admin' scope")
+
+
+def test_a_stored_deployment_that_cannot_be_built_is_skipped_and_said_once(
+    server: InProcessServer, admin: httpx.Client, database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = unique("broken")
+    moment = datetime.now(UTC)
+    engine = connect(database)
+    try:
+        with engine.begin() as connection:  # as another version, or a model since removed, could leave it
+            connection.execute(
+                runtime_deployments.insert().values(
+                    name=broken,
+                    config=json.dumps({"model": str(tmp_path / "gone.gguf"), "engine": "fake"}),
+                    created_at=moment,
+                    updated_at=moment,
+                    created_by="test",
+                )
+            )
+    finally:
+        engine.dispose()
+    wait_until(lambda: f"runtime deployment {broken} cannot be served" in caplog.text, 15, "the refusal")
+    other = unique("fine")
+    assert (
+        admin.put(f"/admin/deployments/{other}", json={"model": fake_model(tmp_path), "engine": "fake"}).status_code
+        == 201
+    )
+    served = [d["name"] for d in admin.get("/admin/deployments").json()["data"]]
+    assert other in served and broken not in served
+    assert caplog.text.count(f"runtime deployment {broken} cannot be served") == 1
+    assert admin.delete(f"/admin/deployments/{other}").status_code == 204
+    assert admin.delete(f"/admin/deployments/{broken}").status_code == 204
