@@ -7,16 +7,22 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from aimi.auth.oidc import AuthConfig, token_policy
 from aimi.control import schema
+from aimi.control.tables import runtime_deployments
+from aimi.runtime import runtime_of
+from aimi.usage.store import connect
 from tests.api.control_helpers import chat_as, clean, fake_model, server_on
 from tests.api.helpers import assert_error
-from tests.conftest import KEY, InProcessServer, wait_until
+from tests.conftest import KEY, InProcessServer, in_process, wait_until
+from tests.oidc_issuer import running_issuer
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -427,3 +433,57 @@ def test_an_unreachable_database_is_a_503_and_inference_goes_on() -> None:
             assert response.json()["error"]["message"] == "the control plane's database is unreachable; retry shortly"
             assert response.headers["retry-after"] == "5"
         assert chat_as(down, KEY).status_code == 200
+
+
+def test_a_token_with_the_admin_scope_manages_keys_and_is_audited_as_its_subject(tmp_path: Path) -> None:
+    oid = "5b3a0b0e-1111-4222-8333-944445555666"
+    admins = AuthConfig.model_validate(
+        {"oidc": {"grants": [{"claim": "roles", "value": "Aimi.Admin", "scopes": ["admin"]}]}}
+    )
+    with (
+        running_issuer() as issuer,
+        in_process({"oidc_issuer": [issuer.url], "database_url": f"sqlite:///{tmp_path / 'aimi.db'}"}) as server,
+    ):
+        runtime = runtime_of(server.app)
+        runtime.tokens.policy = token_policy(runtime.settings, admins)
+        as_admin = {"authorization": f"Bearer {issuer.token(roles=['Aimi.Admin'])}"}
+        made = httpx.post(f"{server.url}/admin/keys", json={"name": "by-token"}, headers=as_admin, timeout=30)
+        assert made.status_code == 201, made.text
+        assert made.json()["created_by"] == f"token:{oid}"
+        rows = httpx.get(f"{server.url}/admin/audit", headers=as_admin, timeout=30).json()["data"]
+        assert [(r["actor"], r["action"], r["target"]) for r in rows] == [(f"token:{oid}", "keys.create", "by-token")]
+        plain = {"authorization": f"Bearer {issuer.token()}"}
+        refused = httpx.get(f"{server.url}/admin/keys", headers=plain, timeout=30)
+        assert_error(refused, 403, "Forbidden", message=f"token '{oid}' lacks the 'admin' scope")
+
+
+def test_a_stored_deployment_that_cannot_be_built_is_skipped_and_said_once(
+    server: InProcessServer, admin: httpx.Client, database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = unique("broken")
+    moment = datetime.now(UTC)
+    engine = connect(database)
+    try:
+        with engine.begin() as connection:  # as another version, or a model since removed, could leave it
+            connection.execute(
+                runtime_deployments.insert().values(
+                    name=broken,
+                    config=json.dumps({"model": str(tmp_path / "gone.gguf"), "engine": "fake"}),
+                    created_at=moment,
+                    updated_at=moment,
+                    created_by="test",
+                )
+            )
+    finally:
+        engine.dispose()
+    wait_until(lambda: f"runtime deployment {broken} cannot be served" in caplog.text, 15, "the refusal")
+    other = unique("fine")
+    assert (
+        admin.put(f"/admin/deployments/{other}", json={"model": fake_model(tmp_path), "engine": "fake"}).status_code
+        == 201
+    )
+    served = [d["name"] for d in admin.get("/admin/deployments").json()["data"]]
+    assert other in served and broken not in served
+    assert caplog.text.count(f"runtime deployment {broken} cannot be served") == 1
+    assert admin.delete(f"/admin/deployments/{other}").status_code == 204
+    assert admin.delete(f"/admin/deployments/{broken}").status_code == 204

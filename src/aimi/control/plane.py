@@ -39,6 +39,7 @@ class ControlPlane:
         self.rows: dict[str, dict[str, Any]] = {}
         """The runtime deployments served now, as :func:`aimi.control.deployments.view` shows them."""
         self._specs: dict[str, DeploymentSpec] = {}
+        self._failed: dict[str, Any] = {}  # runtime deployments that could not be built, by their fields
         self._apply: Apply | None = None
         self._lock: asyncio.Lock | None = None
         self.healthy = True
@@ -89,20 +90,27 @@ class ControlPlane:
             self.keys.manage(keys)
             taken = self.file_names
             wanted = {row["name"]: row for row in rows if row["name"] not in taken}
-            if {n: r["config"] for n, r in wanted.items()} == {n: r["config"] for n, r in self.rows.items()}:
-                self.rows = wanted  # an expiry may have moved; nothing to rebuild
+            seen = {**{n: r["config"] for n, r in self.rows.items()}, **self._failed}
+            if {n: r["config"] for n, r in wanted.items()} == seen:
+                self.rows = {n: r for n, r in wanted.items() if n not in self._failed}  # an expiry may have moved
                 return
             specs: dict[str, DeploymentSpec] = {}
+            failed: dict[str, Any] = {}
             for name, row in wanted.items():
                 kept = self.rows.get(name)
                 if kept is not None and kept["config"] == row["config"] and name in self._specs:
                     specs[name] = self._specs[name]
                     continue
+                if self._failed.get(name) == row["config"]:
+                    failed[name] = row["config"]  # said once already; tried again when it changes
+                    continue
                 try:
                     entry = DeploymentConfig.model_validate({**row["config"], "name": name})
                     specs[name] = await asyncio.to_thread(deployments.build, self.settings, entry, log.info)
                 except Exception as exc:
+                    failed[name] = row["config"]
                     log.error("runtime deployment %s cannot be served: %s", name, getattr(exc, "message", exc))
+            self._failed = failed
             self.rows = {name: row for name, row in wanted.items() if name in specs}
             self._specs = specs
             if self._apply is not None:

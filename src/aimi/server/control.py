@@ -37,7 +37,11 @@ def _control(runtime: Runtime) -> ControlPlane:
 def _actor(request: Request) -> Actor:
     principal = principal_of(request.scope)
     client = request.client.host if request.client is not None else None
-    return Actor(principal.name if principal is not None else "anonymous", client, request.state.request_id)
+    if principal is None:
+        name = "anonymous"
+    else:  # a key by its name; a bearer token by its subject, marked so it cannot pass for a key
+        name = principal.name if principal.kind == "key" else f"{principal.kind}:{principal.name}"
+    return Actor(name, client, request.state.request_id)
 
 
 async def _body(request: Request, optional: bool = False) -> dict[str, Any]:
