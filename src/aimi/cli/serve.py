@@ -45,6 +45,7 @@ engines (--engine; the model reference usually implies it):
   llamacpp              GGUF models in process through llama.cpp (the default)
   sentence-transformers text embedding models (needs aimi[embeddings])
   clip                  image and text embedding models (needs aimi[embeddings])
+  vllm                  models in process through vLLM's AsyncLLM (needs vllm; see docs/vllm.md)
   upstream              an OpenAI-compatible server elsewhere (--engine-options '{{"url": "http://..."}}')
   fake                  scripted answers, for tests and benchmarks
 
