@@ -4,10 +4,10 @@ from where, and how it ended."""
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from typing import Any
 
 from aimi.cli.control import add_database, emit, open_database
+from aimi.cli.usage import when
 from aimi.control import audit
 
 COLUMNS = ("time", "actor", "action", "target", "outcome", "status", "client")
@@ -28,23 +28,13 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _when(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise SystemExit(f"aimi: --{name} must be an ISO 8601 date or time, not {value!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def run(args: argparse.Namespace) -> int:
     engine = open_database(args.database)
     try:
         rows = audit.read(
             engine,
-            since=_when(args.since, "since"),
-            until=_when(args.until, "until"),
+            since=when(args.since, "since"),
+            until=when(args.until, "until"),
             actor=args.actor,
             action=args.action,
             target=args.target,

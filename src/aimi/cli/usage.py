@@ -33,7 +33,8 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _when(value: str | None, name: str) -> datetime | None:
+def when(value: str | None, name: str) -> datetime | None:
+    """The moment an ISO 8601 ``--NAME`` option gives (UTC when it names no zone)."""
     if value is None:
         return None
     try:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"aimi: invalid settings: {exc}", file=sys.stderr)
         return 1
-    since, until = _when(args.since, "since"), _when(args.until, "until")
+    since, until = when(args.since, "since"), when(args.until, "until")
     try:
         engine = store.connect(url)
         store.migrate(engine)
